@@ -1,0 +1,71 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from tumor_model import split
+
+
+def _thumbs(n, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, (n, 8, 8)).astype(np.float32)
+
+
+def test_near_pairs_match_brute_force():
+    t = _thumbs(150)
+    t[10] = t[3] + 0.01
+    t[20] = np.clip(t[3] - 0.015, 0, 1)
+    thr = 0.02
+    found = {tuple(sorted(p)) for p in split.near_pairs(t, thr, block=16)}
+    flat = t.reshape(len(t), -1)
+    brute = {(i, j) for i in range(len(t)) for j in range(i + 1, len(t))
+             if np.abs(flat[i] - flat[j]).mean() <= thr}
+    assert found == brute
+    assert (3, 10) in found
+
+
+def test_groups_join_exact_and_near_copies_transitively():
+    t = _thumbs(6)
+    t[1] = t[0] + 0.01  # near copy of 0
+    t[2] = t[1] + 0.01  # near copy of 1, not of 0 (0.02 away, just inside)... chain
+    sha = ["a", "b", "c", "d", "d", "e"]  # 3 and 4 are exact copies
+    g = split.duplicate_groups(sha, t, 0.015)
+    assert g[0] == g[1] == g[2]
+    assert g[3] == g[4]
+    assert len(set(g)) == 3
+
+
+def test_group_split_never_leaks_and_is_stratified():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(300), rng.integers(1, 5, 300))
+    labels = (groups % 3 == 0).astype(int)
+    s = split.group_split(labels, groups, 0.1, 0.1, seed=314)
+    frame = pd.DataFrame({"group": groups, "split": s, "label": labels})
+    split.check_no_leak(frame)
+    for name, frac in (("test", 0.1), ("val", 0.1), ("train", 0.8)):
+        assert abs((s == name).mean() - frac) < 0.04
+        assert abs(labels[s == name].mean() - labels.mean()) < 0.06
+    again = split.group_split(labels, groups, 0.1, 0.1, seed=314)
+    assert (again == s).all()
+    other = split.group_split(labels, groups, 0.1, 0.1, seed=1)
+    assert (other != s).any()
+
+
+def test_check_no_leak_detects_a_leak():
+    frame = pd.DataFrame({"group": [0, 0, 1], "split": ["train", "test", "val"]})
+    with pytest.raises(ValueError, match="span"):
+        split.check_no_leak(frame)
+
+
+def test_random_split_reproduces_report_protocol():
+    from sklearn.model_selection import train_test_split
+
+    s = split.random_split(4600, seed=314)
+    assert (s == "train").sum() == 3680 and (s == "val").sum() == 460 and (s == "test").sum() == 460
+    train, rest = train_test_split(np.arange(4600), train_size=0.8, random_state=314)
+    assert set(np.nonzero(s == "train")[0]) == set(train)
+
+
+def test_grouped_folds_keep_groups_whole():
+    groups = np.repeat(np.arange(50), 3)
+    labels = groups % 2
+    for tr, te in split.grouped_folds(labels, groups, 5, 0):
+        assert not set(groups[tr]) & set(groups[te])

@@ -1,0 +1,128 @@
+"""python -m tumor_model summarize | train | evaluate | predict"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .config import Settings
+
+SKIP_FIELDS = {"data_dirs", "extra"}
+
+
+def _settings_args(parser: argparse.ArgumentParser) -> None:
+    """One --flag per Settings field, with the field's default."""
+    parser.add_argument("--data-dir", action="append", dest="data_dirs", metavar="DIR",
+                        help="image root (repeat for several sources); default: the shared dataset")
+    for f in dataclasses.fields(Settings):
+        if f.name in SKIP_FIELDS:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            kind = {"int": int, "float": float}.get(f.type, str)
+            parser.add_argument(flag, type=kind, default=f.default, help=f"default: {f.default}")
+
+
+def _settings(args) -> Settings:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
+              if f.name not in SKIP_FIELDS}
+    if args.data_dirs:
+        values["data_dirs"] = tuple(args.data_dirs)
+    return Settings(**values)
+
+
+def cmd_summarize(args) -> int:
+    from . import data, split
+
+    files = data.find_all(args.data_dirs or Settings().data_dirs)
+    scanned = data.scan(files, args.dup_thumb)
+    groups = split.duplicate_groups(list(scanned.images.sha256), scanned.thumbs, args.dup_threshold)
+    summary = data.summarize(scanned, groups)
+    data.write_json(summary, args.out)
+    per = {k: v["count"] for k, v in summary["classes"].items()}
+    print(json.dumps({"images": summary["images"], "per_class": per,
+                      "unreadable": len(summary["unreadable"]),
+                      "groups_per_class": summary["duplicates"]["groups_per_class"],
+                      "written": str(args.out)}))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from . import train
+
+    settings = _settings(args)
+    train.run(settings, cv_folds=args.cv, shortcut=args.shortcut)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from . import evaluate_folder
+
+    result = evaluate_folder.run(args.artifacts, args.data_dir, args.all, args.bootstrap,
+                                 args.threshold)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text if not args.out else json.dumps({"written": args.out, **result["summary"]}))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .predict import Predictor
+
+    predictor = Predictor(args.artifacts)
+    failed = 0
+    for result in predictor.predict_files([Path(f) for f in args.files], args.files):
+        failed += "error" in result
+        print(json.dumps(result), flush=True)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tumor_model", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("summarize", help="scan a dataset and write dataset_summary.json")
+    p.add_argument("--data-dir", action="append", dest="data_dirs", metavar="DIR")
+    p.add_argument("--out", default="dataset_summary.json")
+    p.add_argument("--dup-thumb", type=int, default=Settings.dup_thumb)
+    p.add_argument("--dup-threshold", type=float, default=Settings.dup_threshold)
+    p.set_defaults(func=cmd_summarize)
+
+    p = sub.add_parser("train", help="train, evaluate and write artifacts")
+    _settings_args(p)
+    p.add_argument("--cv", type=int, default=0, metavar="K",
+                   help="also run grouped K-fold CV of the frozen-feature recipe (0 = off)")
+    p.add_argument("--shortcut", action=argparse.BooleanOptionalAction, default=True,
+                   help="re-encode test images as padded PNGs and report the accuracy change")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of a trained model on its test split or a folder")
+    p.add_argument("--artifacts", default="artifacts")
+    p.add_argument("--data-dir", action="append", metavar="DIR",
+                   help="labelled folder(s); default: the model's own test split")
+    p.add_argument("--all", action="store_true", help="evaluate every image under --data-dir")
+    p.add_argument("--threshold", type=float, default=None, help="default: the model card's")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--out", default=None, help="write the full JSON here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict scans; one JSON object per line per file")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--artifacts", default="artifacts")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

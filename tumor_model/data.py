@@ -1,0 +1,230 @@
+"""Find, scan and summarise a folder of labelled brain-MRI images.
+
+Layouts understood (under each root, at any depth): a folder whose name is a class alias, e.g.
+`Brain Tumor/` + `Healthy/` (the flat shared copy), `Brain Tumor Data Set/Brain Tumor Data Set/...`
+(the Kaggle download), `yes/` + `no/`, `tumor/` + `notumor/`, `tumour/` + `normal/`.
+Every file under a class folder is a candidate image; unreadable ones are listed, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .config import CLASS_NAMES, HEALTHY, TUMOR
+from .imageio import ImageLoadError, load_image
+
+TUMOR_ALIASES = {"braintumor", "tumor", "tumour", "yes", "cancer", "glioma", "meningioma",
+                 "pituitary", "tumorous"}
+HEALTHY_ALIASES = {"healthy", "no", "notumor", "notumour", "normal", "notcancer", "nontumor",
+                   "nontumorous"}
+SKIP_SUFFIXES = {".csv", ".json", ".txt", ".md", ".xlsx", ".py", ".db", ".ini"}
+SCAN_COLUMNS = ["path", "root", "label", "sha256", "bytes", "format", "mode", "width", "height"]
+
+
+def class_of_folder(name: str) -> int | None:
+    """Label a folder name (1 tumour, 0 healthy) or None when it is not a class folder."""
+    key = re.sub(r"[^a-z]", "", name.lower())
+    if key in TUMOR_ALIASES:
+        return TUMOR
+    if key in HEALTHY_ALIASES:
+        return HEALTHY
+    return None
+
+
+def find_images(root: str | Path) -> pd.DataFrame:
+    """List candidate image files under `root` with their labels: columns path (relative), root, label."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"data root {str(root)!r} is not a folder")
+    rows = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        label = class_of_folder(Path(folder).name)
+        if label is None or folder == str(root):
+            continue
+        dirs.clear()  # the topmost class folder owns everything below it
+        for sub, _, subfiles in os.walk(folder):
+            for f in sorted(subfiles):
+                p = Path(sub) / f
+                if f.startswith(".") or p.suffix.lower() in SKIP_SUFFIXES:
+                    continue
+                rows.append((p.relative_to(root).as_posix(), str(root), label))
+    if not rows:
+        raise ValueError(
+            f"no class folders under {str(root)!r}: expected e.g. 'Brain Tumor/' and 'Healthy/', "
+            "'yes/' and 'no/', or 'tumor/' and 'notumor/'"
+        )
+    frame = pd.DataFrame(rows, columns=["path", "root", "label"])
+    missing = set(CLASS_NAMES) - {CLASS_NAMES[i] for i in frame.label.unique()}
+    if missing:
+        raise ValueError(f"data root {str(root)!r} has no images of class {sorted(missing)}")
+    return frame.sort_values(["label", "path"], ascending=[False, True], ignore_index=True)
+
+
+def find_all(roots) -> pd.DataFrame:
+    """find_images over several roots, merged."""
+    if isinstance(roots, (str, Path)):
+        roots = [roots]
+    return pd.concat([find_images(r) for r in roots], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """What scanning a dataset found: readable images and the files that could not be read."""
+
+    images: pd.DataFrame  # SCAN_COLUMNS, one row per readable image
+    thumbs: np.ndarray  # (n, t, t) float32 greyscale thumbnails in 0-1, rows match `images`
+    unreadable: list  # [{"path", "root", "error"}]
+
+
+def thumbnail(img: Image.Image, side: int) -> np.ndarray:
+    """Greyscale side x side thumbnail in 0-1: the near-duplicate fingerprint."""
+    small = img.convert("L").resize((side, side), Image.Resampling.BILINEAR)
+    return np.asarray(small, dtype=np.float32) / 255.0
+
+
+def _scan_one(root: str, rel: str, thumb_side: int):
+    path = Path(root) / rel
+    try:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as raw:
+            fmt, mode = raw.format, raw.mode
+        img = load_image(data, name=str(path))
+    except (ImageLoadError, OSError, ValueError) as err:
+        return None, str(err)
+    info = (hashlib.sha256(data).hexdigest(), len(data), fmt, mode, img.width, img.height)
+    return (info, thumbnail(img, thumb_side)), None
+
+
+def scan(files: pd.DataFrame, thumb_side: int = 32, workers: int = 4) -> Scanned:
+    """Read every listed file once: sha256, size, format, mode, dimensions and thumbnail."""
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(lambda r: _scan_one(r.root, r.path, thumb_side),
+                                files.itertuples(index=False)))
+    rows, thumbs, bad = [], [], []
+    for rec, (ok, error) in zip(files.itertuples(index=False), results, strict=True):
+        if ok is None:
+            bad.append({"path": rec.path, "root": rec.root, "error": error})
+            continue
+        rows.append((rec.path, rec.root, rec.label, *ok[0]))
+        thumbs.append(ok[1])
+    images = pd.DataFrame(rows, columns=SCAN_COLUMNS)
+    shape = (0, thumb_side, thumb_side)
+    return Scanned(images, np.stack(thumbs) if thumbs else np.zeros(shape, np.float32), bad)
+
+
+def fingerprint(images: pd.DataFrame) -> str:
+    """sha256 over the sorted (sha256, label) pairs: identifies the data a model saw."""
+    h = hashlib.sha256()
+    for sha, label in sorted(zip(images.sha256, images.label, strict=True)):
+        h.update(f"{sha}:{label}\n".encode())
+    return h.hexdigest()
+
+
+def _describe(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return {}
+    q = np.percentile(v, [0, 5, 25, 50, 75, 95, 100])
+    keys = ["min", "p5", "p25", "median", "p75", "p95", "max"]
+    return {"n": int(v.size), "mean": float(v.mean()), **dict(zip(keys, q.tolist(), strict=True))}
+
+
+def summarize(scanned: Scanned, groups: np.ndarray | None = None) -> dict:
+    """Counts, formats, modes, size distributions per class, unreadable files, duplicate audit."""
+    df = scanned.images
+    per_class = {}
+    for label, name in enumerate(CLASS_NAMES):
+        part = df[df.label == label]
+        per_class[name] = {
+            "count": int(len(part)),
+            "formats": dict(Counter(part.format)),
+            "modes": dict(Counter(part["mode"])),
+            "width": _describe(part.width),
+            "height": _describe(part.height),
+            "file_bytes": _describe(part.bytes),
+            "aspect": _describe(part.width / part.height) if len(part) else {},
+        }
+    summary = {
+        "images": int(len(df)),
+        "roots": sorted(set(df.root)),
+        "classes": per_class,
+        "unreadable": scanned.unreadable,
+        "fingerprint": fingerprint(df),
+        "duplicates": duplicate_audit(df, groups),
+    }
+    summary["metadata"] = [m for r in summary["roots"] if (m := _metadata_check(r, df)) is not None]
+    return summary
+
+
+def duplicate_audit(df: pd.DataFrame, groups: np.ndarray | None) -> dict:
+    """Exact sha256 groups and near-duplicate groups, with examples and cross-class groups."""
+    exact = df.groupby("sha256")
+    exact_multi = [g for _, g in exact if len(g) > 1]
+    audit = {
+        "distinct_sha256": int(exact.ngroups),
+        "redundant_exact_copies": int(len(df) - exact.ngroups),
+        "exact_groups": len(exact_multi),
+        "exact_cross_class": sum(g.label.nunique() > 1 for g in exact_multi),
+        "exact_examples": [_paths(g) for g in exact_multi[:10]],
+    }
+    if groups is not None:
+        frame = df.assign(group=groups)
+        by_group = list(frame.groupby("group"))
+        multi = sorted((g for _, g in by_group if len(g) > 1), key=len, reverse=True)
+        audit.update({
+            "groups": len(by_group),
+            "groups_per_class": {name: int(frame[frame.label == i].group.nunique())
+                                 for i, name in enumerate(CLASS_NAMES)},
+            "near_groups": len(multi),
+            "images_in_near_groups": int(sum(len(g) for g in multi)),
+            "largest_group": int(len(multi[0])) if multi else 1,
+            "cross_class_groups": [_paths(g) for g in multi if g.label.nunique() > 1],
+            "near_examples": [_paths(g) for g in multi[:12]],
+        })
+    return audit
+
+
+def _paths(g: pd.DataFrame) -> list:
+    return [{"path": p, "root": r, "label": int(lab)}
+            for p, r, lab in zip(g.path, g.root, g.label, strict=True)][:8]
+
+
+def _metadata_check(root: str, df: pd.DataFrame) -> dict | None:
+    """Read metadata.csv when present (never required) and compare its format column."""
+    path = Path(root) / "metadata.csv"
+    if not path.is_file():
+        return None
+    meta = pd.read_csv(path)
+    if not {"image", "format"} <= set(meta.columns):
+        return {"root": root, "rows": int(len(meta)), "note": "no image/format columns"}
+    ours = df[df.root == root].assign(image=lambda d: d.path.map(lambda p: Path(p).name))
+    both = ours.merge(meta[["image", "format"]], on="image", suffixes=("", "_meta"))
+    return {
+        "root": root,
+        "rows": int(len(meta)),
+        "matched": int(len(both)),
+        "format_disagreements": int((both.format != both.format_meta).sum()),
+    }
+
+
+def write_json(obj, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2, default=_json_default))
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,53 @@
+"""Evaluate a saved model on its own test split or on any labelled folder (external data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import data, evaluate, split
+from .predict import Predictor
+
+
+def _rows(artifacts: Path, data_dirs, use_all: bool) -> pd.DataFrame:
+    if data_dirs and use_all:
+        files = data.find_all(data_dirs)
+        scanned = data.scan(files)
+        for bad in scanned.unreadable:
+            print(f"skipped unreadable file: {bad['error']}")
+        groups = split.duplicate_groups(list(scanned.images.sha256), scanned.thumbs, 0.02)
+        return scanned.images.assign(group=groups, split="all")
+    table = pd.read_csv(artifacts / "split.csv")
+    table = table[table.split == "test"]
+    if data_dirs:  # the model's test split, read from another copy of the data
+        if len(data_dirs) != 1:
+            raise ValueError("give one --data-dir for the test split, or use --all")
+        table = table.assign(root=data_dirs[0])
+    return table
+
+
+def run(artifacts="artifacts", data_dirs=None, use_all=False, n_boot=1000, threshold=None) -> dict:
+    artifacts = Path(artifacts)
+    if use_all and not data_dirs:
+        raise ValueError("--all needs --data-dir")
+    predictor = Predictor(artifacts)
+    table = _rows(artifacts, data_dirs, use_all)
+    results = predictor.predict_files([Path(r) / p for r, p in zip(table.root, table.path,
+                                                                     strict=True)])
+    ok = [("error" not in r) for r in results]
+    errors = [r for r in results if "error" in r]
+    table = table[ok].assign(probability=[r["probability"] for r in results if "error" not in r],
+                             ood=[r["out_of_distribution"] for r in results if "error" not in r])
+    thr = predictor.threshold if threshold is None else threshold
+    grouped = evaluate.group_level(table)
+    out = {
+        "summary": {"images": int(len(table)), "unreadable": len(errors), "threshold": thr,
+                    "flagged_out_of_distribution": int(table.ood.sum())},
+        "files": evaluate.report(table.label, table.probability, thr, n_boot),
+        "groups": evaluate.report(grouped.label, grouped.probability, thr, n_boot),
+        "errors": errors,
+    }
+    m = out["files"]["metrics"]
+    out["summary"].update({k: round(m[k]["value"], 4) for k in ("accuracy", "roc_auc")})
+    return out

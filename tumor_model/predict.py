@@ -1,0 +1,132 @@
+"""Load a trained model from its artifacts folder and predict scans.
+
+The model card carries what the model needs to be used: class names, input size, geometry,
+threshold, and the sha256 of model.keras, which is checked before loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import ood
+from .config import CLASS_NAMES
+from .imageio import ImageLoadError, load_image, prepare
+
+REBUILD = ("python -m tumor_model train --data-dir ../shared/data/brain-tumor-dataset "
+           "--weights ../shared/weights/mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5")
+
+
+class ArtifactError(RuntimeError):
+    """The artifacts folder is missing, incomplete or corrupt; the message says how to rebuild."""
+
+
+def confidence_band(probability: float, threshold: float) -> str:
+    """Plain-language band from the distance to the decision threshold."""
+    side = "tumour" if probability >= threshold else "no tumour"
+    margin = abs(probability - threshold) / (1 - threshold if probability >= threshold else threshold)
+    if margin >= 0.8:
+        return f"confident: {side}"
+    if margin >= 0.4:
+        return f"fairly confident: {side}"
+    return f"uncertain, leaning {side}: have an expert review this scan"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    file: str
+    probability: float
+    label: str
+    threshold: float
+    band: str
+    ood_score: float
+    out_of_distribution: bool
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class Predictor:
+    """A loaded model plus its card; predicts PIL images, paths or bytes."""
+
+    def __init__(self, artifacts: str | Path = "artifacts"):
+        import keras
+
+        from . import model as _model  # noqa: F401  registers BackbonePreprocess
+
+        self.dir = Path(artifacts)
+        self.card = read_card(self.dir)
+        path = self.dir / "model.keras"
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != self.card.get("model_sha256"):
+            raise ArtifactError(f"{path} does not match the sha256 in its model card (corrupt or "
+                                f"replaced file); rebuild with: {REBUILD}")
+        try:
+            self.model = keras.saving.load_model(path, safe_mode=True)
+        except (ValueError, OSError, TypeError) as err:
+            raise ArtifactError(f"cannot load {path}: {err}; rebuild with: {REBUILD}") from err
+        self.size = int(self.card["input_size"])
+        self.geometry = self.card["geometry"]
+        self.threshold = float(self.card["threshold"])
+        self.class_names = tuple(self.card["class_names"])
+        if self.class_names != CLASS_NAMES:
+            raise ArtifactError(f"model card class names {self.class_names!r} != {CLASS_NAMES!r}")
+        self.guard = ood.load(self.dir / "ood.npz") if (self.dir / "ood.npz").is_file() else None
+        pool = self.model.get_layer("pool").output
+        self._both = keras.Model(self.model.input, [self.model.output, pool])
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        return prepare(image, self.size, self.geometry)
+
+    def predict_images(self, images: list) -> list[tuple[float, float]]:
+        """(probability, ood score) for each PIL image."""
+        if not images:
+            return []
+        batch = np.stack([self.pixels(img) for img in images]).astype("float32")
+        probs, pooled = self._both.predict(batch, batch_size=32, verbose=0)
+        scores = ood.score(pooled, self.guard) if self.guard else np.zeros(len(images))
+        return list(zip(probs.ravel().tolist(), np.asarray(scores).tolist(), strict=True))
+
+    def result(self, name: str, probability: float, score: float) -> Prediction:
+        limit = float(self.guard["threshold"]) if self.guard else np.inf
+        return Prediction(
+            file=name, probability=round(float(probability), 6),
+            label=self.class_names[int(probability >= self.threshold)], threshold=self.threshold,
+            band=confidence_band(probability, self.threshold), ood_score=round(float(score), 4),
+            out_of_distribution=bool(score > limit))
+
+    def predict_files(self, sources: list, names: list | None = None) -> list[dict]:
+        """One dict per source: a Prediction's fields, or {"file", "error"} for unreadable input."""
+        names = names or [str(s) for s in sources]
+        if len(names) != len(sources):
+            raise ValueError(f"{len(sources)} sources but {len(names)} names")
+        out, loaded = [None] * len(sources), []
+        for i, (src, name) in enumerate(zip(sources, names, strict=True)):
+            try:
+                loaded.append((i, name, load_image(src, name=name)))
+            except ImageLoadError as err:
+                out[i] = {"file": name, "error": str(err)}
+        for start in range(0, len(loaded), 32):
+            chunk = loaded[start : start + 32]
+            for (i, name, _), (p, s) in zip(chunk, self.predict_images([c[2] for c in chunk]),
+                                            strict=True):
+                out[i] = self.result(name, p, s).to_dict()
+        return out
+
+
+def read_card(folder: str | Path) -> dict:
+    """The model card, or ArtifactError naming what is missing and how to rebuild."""
+    folder = Path(folder)
+    for name in ("model_card.json", "model.keras"):
+        if not (folder / name).is_file():
+            raise ArtifactError(f"{folder / name} is missing; rebuild with: {REBUILD}")
+    try:
+        return json.loads((folder / "model_card.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{folder / 'model_card.json'} is corrupt ({err}); rebuild with: "
+                            f"{REBUILD}") from err

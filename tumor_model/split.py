@@ -1,0 +1,117 @@
+"""Duplicate groups and train/val/test splits.
+
+A group is a connected component of exact copies (same sha256) and near copies (greyscale
+thumbnails whose mean absolute difference is <= a threshold). The default split keeps every group
+in one split, so no test image has a copy in train. `random_split` reproduces the report.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+class _UnionFind:
+    def __init__(self, n: int):
+        self.parent = np.arange(n)
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def near_pairs(thumbs: np.ndarray, threshold: float, block: int = 64):
+    """Yield (i, j) with mean |thumbs[i] - thumbs[j]| <= threshold.
+
+    |mean(a) - mean(b)| <= mean|a - b|, so only images of close mean brightness are compared.
+    """
+    if thumbs.ndim != 3:
+        raise ValueError(f"thumbs must be (n, t, t), got shape {thumbs.shape!r}")
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
+    flat = thumbs.reshape(len(thumbs), -1).astype(np.float32)
+    means = flat.mean(axis=1)
+    order = np.argsort(means, kind="stable")
+    flat, means = flat[order], means[order]
+    for start in range(0, len(flat), block):
+        stop = min(start + block, len(flat))
+        end = np.searchsorted(means, means[stop - 1] + threshold, side="right")
+        a = flat[start:stop]
+        for lo in range(start, end, 512):  # chunks keep the distance block near 100 MB
+            b = flat[lo : min(lo + 512, end)]
+            dist = np.abs(a[:, None, :] - b[None, :, :]).mean(axis=2)
+            for i, j in zip(*np.nonzero(dist <= threshold), strict=True):
+                if start + i < lo + j:
+                    yield int(order[start + i]), int(order[lo + j])
+
+
+def duplicate_groups(sha256: list, thumbs: np.ndarray, threshold: float) -> np.ndarray:
+    """Group id per image (0..k-1, in order of first appearance): exact + near-copy components."""
+    if len(sha256) != len(thumbs):
+        raise ValueError(f"{len(sha256)} hashes but {len(thumbs)} thumbnails")
+    uf = _UnionFind(len(sha256))
+    first = {}
+    for i, h in enumerate(sha256):
+        uf.union(first.setdefault(h, i), i)
+    for i, j in near_pairs(thumbs, threshold):
+        uf.union(i, j)
+    roots = [uf.find(i) for i in range(len(sha256))]
+    _, ids = np.unique(roots, return_inverse=True)
+    remap = {}  # renumber so group ids follow file order: stable and readable
+    return np.array([remap.setdefault(g, len(remap)) for g in ids], dtype=np.int64)
+
+
+def group_split(labels, groups, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
+    """Stratified split by group: per class, shuffled groups fill test, then val, rest is train."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    split = np.full(len(labels), "train", dtype=object)
+    group_label = pd.Series(labels).groupby(groups).agg(lambda s: s.mode().iloc[0])
+    sizes = pd.Series(groups).value_counts()
+    for label in sorted(group_label.unique()):
+        ids = group_label.index[group_label == label].to_numpy()
+        ids = ids[rng.permutation(len(ids))]
+        total = int(sizes[ids].sum())
+        targets = {"test": test_fraction * total, "val": val_fraction * total}
+        filled = {"test": 0, "val": 0}
+        for g in ids:
+            name = next((n for n in ("test", "val") if filled[n] < targets[n]), None)
+            if name is None:
+                break
+            split[groups == g] = name
+            filled[name] += int(sizes[g])
+    return split
+
+
+def random_split(n: int, seed: int = 314) -> np.ndarray:
+    """The report's protocol: train_test_split(train_size=0.8), then the rest halved (val, test)."""
+    idx = np.arange(n)
+    train, rest = train_test_split(idx, train_size=0.8, random_state=seed)
+    val, test = train_test_split(rest, test_size=0.5, random_state=seed)
+    split = np.empty(n, dtype=object)
+    split[train], split[val], split[test] = "train", "val", "test"
+    return split
+
+
+def grouped_folds(labels, groups, n_splits: int, seed: int):
+    """Grouped, stratified K-fold indices (train_idx, test_idx) for cross-validation."""
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return list(folds.split(np.zeros(len(labels)), labels, groups))
+
+
+def check_no_leak(split_frame: pd.DataFrame) -> None:
+    """Raise ValueError when a duplicate group spans two splits."""
+    spans = split_frame.groupby("group").split.nunique()
+    leaking = spans[spans > 1]
+    if len(leaking):
+        raise ValueError(f"{len(leaking)} duplicate groups span splits, e.g. group {leaking.index[0]}")

@@ -1,0 +1,405 @@
+"""Train, evaluate and save a model: scan -> split -> features -> head -> fine-tune -> artifacts.
+
+Phase 1 trains the head on cached frozen-base features (seconds). Phase 2 optionally fine-tunes
+the top backbone layers on augmented pixels. Everything is written to a temporary folder that is
+renamed into place at the end, so a killed run never leaves half-written artifacts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from PIL import Image
+
+from . import data, evaluate, features, ood, split
+from .config import CLASS_NAMES, Settings
+from .imageio import load_image, prepare
+from .model import (
+    BACKBONES,
+    build_model,
+    fold_temperature,
+    input_size,
+    make_head,
+    set_fine_tune,
+    weights_origin,
+)
+
+HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "auc", "val_loss", "val_accuracy",
+                   "val_auc", "lr", "seconds"]
+
+
+def log(msg: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {msg}", flush=True)
+
+
+# ----------------------------------------------------------------------------- data and split
+
+
+def prepare_table(settings: Settings) -> tuple[pd.DataFrame, dict]:
+    """Scan the roots, group duplicates, split. Returns (table, dataset summary)."""
+    files = data.find_all(settings.data_dirs)
+    log(f"scanning {len(files)} files under {list(settings.data_dirs)}")
+    scanned = data.scan(files, settings.dup_thumb)
+    for bad in scanned.unreadable:
+        log(f"skipped unreadable file: {bad['error']}")
+    groups = split.duplicate_groups(list(scanned.images.sha256), scanned.thumbs,
+                                    settings.dup_threshold)
+    table = scanned.images.assign(group=groups)
+    if settings.split == "group":
+        table["split"] = split.group_split(table.label, groups, settings.val_fraction,
+                                           settings.test_fraction, settings.seed)
+        split.check_no_leak(table)
+    else:
+        table["split"] = split.random_split(len(table), settings.seed)
+    summary = data.summarize(scanned, groups)
+    counts = table.groupby(["split", "label"]).size().unstack(fill_value=0)
+    log(f"{table.group.nunique()} duplicate groups; split ({settings.split}):\n{counts}")
+    return table, summary
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["seconds"] = time.perf_counter() - self.start
+        logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def _compile(model, lr: float) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
+                  metrics=["accuracy", keras.metrics.AUC(name="auc")])
+
+
+def _fit(model, train, val, epochs, settings, class_weight, phase, **kw) -> pd.DataFrame:
+    stop = keras.callbacks.EarlyStopping("val_loss", patience=settings.patience,
+                                         restore_best_weights=True)
+    hist = model.fit(*train, validation_data=val, epochs=epochs, class_weight=class_weight,
+                     callbacks=[EpochTimer(), stop], verbose=2, **kw)
+    frame = pd.DataFrame(hist.history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    frame.insert(1, "phase", phase)
+    return frame.reindex(columns=HISTORY_COLUMNS)
+
+
+def class_weights(labels: np.ndarray, enabled: bool) -> dict | None:
+    if not enabled:
+        return None
+    counts = np.bincount(labels, minlength=2)
+    return {i: len(labels) / (2.0 * c) for i, c in enumerate(counts)}
+
+
+def train_head(head, x, y, is_train, is_val, settings) -> pd.DataFrame:
+    """Phase 1: the head alone on cached features."""
+    _compile(head, settings.head_lr)
+    return _fit(head, (x[is_train], y[is_train]), (x[is_val], y[is_val]), settings.head_epochs,
+                settings, class_weights(y[is_train], settings.class_weights), "head",
+                batch_size=settings.batch_size, shuffle=True)
+
+
+def augmenter(seed: int) -> keras.Sequential:
+    """Light, brain-preserving augmentation on 0-255 pixels."""
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
+        keras.layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed),
+        keras.layers.RandomContrast(0.3, value_range=(0, 255), seed=seed),
+        keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
+        keras.layers.GaussianNoise(4.0, seed=seed),
+    ], name="augment")
+
+
+def pixel_dataset(pixels, labels, settings, training: bool) -> tf.data.Dataset:
+    ds = tf.data.Dataset.from_tensor_slices((pixels, labels.astype("float32")))
+    if training:
+        ds = ds.shuffle(len(labels), seed=settings.seed)
+    ds = ds.batch(settings.batch_size)
+    if training and settings.augment:
+        aug = augmenter(settings.seed)
+        ds = ds.map(lambda x, y: (tf.clip_by_value(aug(tf.cast(x, "float32"), training=True),
+                                                   0, 255), y), num_parallel_calls=2)
+    else:
+        ds = ds.map(lambda x, y: (tf.cast(x, "float32"), y))
+    return ds.prefetch(2)
+
+
+def fine_tune(model, table, settings) -> pd.DataFrame:
+    """Phase 2: unfreeze the top N backbone layers, low learning rate, augmented pixels."""
+    size = input_size(settings)
+    parts = {}
+    for name in ("train", "val"):
+        rows = table[table.split == name]
+        parts[name] = pixel_dataset(features.load_pixels(rows, size, settings.geometry),
+                                    rows.label.to_numpy(), settings, training=name == "train")
+    set_fine_tune(model, settings.fine_tune_layers)
+    _compile(model, settings.fine_tune_lr)
+    y = table[table.split == "train"].label.to_numpy()
+    return _fit(model, (parts["train"],), parts["val"], settings.fine_tune_epochs, settings,
+                class_weights(y, settings.class_weights), "fine_tune")
+
+
+def predict_pixels(model, table, settings, batch: int = 64) -> np.ndarray:
+    """Full-model probabilities for every row of `table` (what the shipped model says)."""
+    out = []
+    for start in range(0, len(table), batch * 4):
+        chunk = table.iloc[start : start + batch * 4]
+        pix = features.load_pixels(chunk, input_size(settings), settings.geometry)
+        out.append(model.predict(pix.astype("float32"), batch_size=batch, verbose=0).ravel())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def decide(val_y, val_p, settings) -> tuple[float, float]:
+    """(temperature, threshold) chosen on validation only."""
+    temperature = evaluate.fit_temperature(val_y, val_p) if settings.calibrate else 1.0
+    calibrated = evaluate.apply_temperature(val_p, temperature)
+    if settings.threshold != -1.0:
+        return temperature, settings.threshold
+    return temperature, evaluate.choose_threshold(val_y, calibrated)
+
+
+def cross_validate(x, table, settings, folds: int) -> dict:
+    """Grouped, stratified K-fold CV of the frozen-feature recipe on all images."""
+    y, groups = table.label.to_numpy(), table.group.to_numpy()
+    probs, thresholds, fold_of = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), int)
+    fold_acc = []
+    for k, (rest, test) in enumerate(split.grouped_folds(y, groups, folds, settings.seed)):
+        inner = split.grouped_folds(y[rest], groups[rest], 9, settings.seed + k)[0]
+        tr, va = rest[inner[0]], rest[inner[1]]
+        head = make_head(settings, x.shape[1])
+        with contextlib.redirect_stdout(None):
+            train_head(head, x, y, _mask(tr, len(y)), _mask(va, len(y)), settings)
+        val_p = head.predict(x[va], verbose=0).ravel()
+        temperature, thr = decide(y[va], val_p, settings)
+        probs[test] = evaluate.apply_temperature(head.predict(x[test], verbose=0).ravel(), temperature)
+        thresholds[test], fold_of[test] = thr, k
+        fold_acc.append(float(np.mean((probs[test] >= thr) == y[test])))
+        log(f"CV fold {k + 1}/{folds}: accuracy {fold_acc[-1]:.4f}")
+    result = evaluate.report(y, probs, thresholds, settings.bootstrap, settings.seed)
+    result.update(folds=folds, fold_accuracy=fold_acc, recipe="frozen features + head")
+    return result
+
+
+def _mask(idx, n) -> np.ndarray:
+    m = np.zeros(n, bool)
+    m[idx] = True
+    return m
+
+
+def shortcut_check(model, test: pd.DataFrame, settings, side: int = 256) -> pd.DataFrame:
+    """Re-encode each test image as PNG, padded to a side x side square, then predict."""
+    pix = []
+    for row in test.itertuples(index=False):
+        img = prepare(load_image(Path(row.root) / row.path), side, "pad")
+        buf = _png_bytes(Image.fromarray(img))
+        pix.append(prepare(load_image(buf, name=row.path), input_size(settings), settings.geometry))
+    p = model.predict(np.stack(pix).astype("float32"), batch_size=64, verbose=0).ravel()
+    return test.assign(probability=p)
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- artifacts
+
+
+def model_card(settings, model_path, table, summary, threshold, temperature, seconds, metrics):
+    origin, sha = weights_origin(settings.weights)
+    spec = BACKBONES[settings.backbone]
+    versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
+                "keras": keras.__version__, "numpy": np.__version__, "pandas": pd.__version__}
+    return {
+        "name": "NeuroScan brain-MRI tumour classifier",
+        "class_names": list(CLASS_NAMES),
+        "output": "sigmoid probability of class_names[1] (tumor), temperature-calibrated",
+        "input_size": input_size(settings),
+        "input": "RGB uint8 0-255, (input_size, input_size, 3), made by tumor_model.imageio.prepare",
+        "geometry": settings.geometry,
+        "preprocessing": f"inside the model: per-image min-max stretch, then '{spec.preprocess}' "
+                         f"mode of keras.applications ({settings.backbone})",
+        "threshold": float(threshold),
+        "temperature": float(temperature),
+        "backbone": settings.backbone,
+        "last_conv": spec.last_conv,
+        "head": settings.head,
+        "weights_origin": origin,
+        "weights_sha256": sha,
+        "model_sha256": hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
+        "data_fingerprint": summary["fingerprint"],
+        "data_counts": table.groupby("split").label.value_counts().unstack().to_dict(),
+        "split": settings.split,
+        "seed": settings.seed,
+        "test_metrics": {k: metrics["test"]["metrics"][k] for k in
+                         ("accuracy", "sensitivity", "specificity", "roc_auc")},
+        "versions": versions,
+        "train_seconds": round(seconds, 1),
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "settings": settings.to_dict(),
+    }
+
+
+def write_samples(table: pd.DataFrame, out: Path, per_class: int = 10, side: int = 128) -> None:
+    """Small thumbnails of test images, both classes, for the app's sample grid."""
+    folder = out / "samples"
+    folder.mkdir()
+    rows = []
+    test = table[table.split == "test"].drop_duplicates("group")
+    for label, name in enumerate(CLASS_NAMES):
+        part = test[test.label == label]
+        part = part.sample(min(per_class, len(part)), random_state=0)
+        for i, row in enumerate(part.itertuples(index=False)):
+            img = load_image(Path(row.root) / row.path)
+            img.thumbnail((side, side))
+            file = f"{name}_{i:02d}.png"
+            img.save(folder / file, optimize=True)
+            rows.append({"file": file, "label": label, "class_name": name, "source": row.path})
+    pd.DataFrame(rows).to_csv(folder / "samples.csv", index=False)
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Swap a finished temporary folder into place; the old one is removed only afterwards."""
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def strategy_scope(settings):
+    if settings.strategy == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+        log(f"MirroredStrategy over {strategy.num_replicas_in_sync} devices")
+        return strategy.scope()
+    return contextlib.nullcontext()
+
+
+def run(settings: Settings, cv_folds: int = 0, shortcut: bool = True, samples: bool = True) -> Path:
+    """The whole pipeline; returns the artifacts folder."""
+    start = time.perf_counter()
+    keras.utils.set_random_seed(settings.seed)
+    table, summary = prepare_table(settings)
+    with strategy_scope(settings):
+        model, feat_model, head = build_model(settings)
+    log(f"model {settings.backbone} ({input_size(settings)} px), {model.count_params():,} params")
+    x = features.extract(feat_model, table, settings)
+    y, is_train, is_val = table.label.to_numpy(), (table.split == "train").to_numpy(), (
+        table.split == "val").to_numpy()
+    with strategy_scope(settings):
+        history = [train_head(head, x, y, is_train, is_val, settings)]
+        if settings.fine_tune_layers:
+            history.append(fine_tune(model, table, settings))
+    history = pd.concat(history, ignore_index=True)
+
+    # Decisions on validation; the temperature is folded into the model's last layer.
+    val = table[is_val]
+    temperature, threshold = decide(val.label.to_numpy(), predict_pixels(model, val, settings),
+                                    settings)
+    fold_temperature(model, temperature)
+    log(f"temperature {temperature:.3f}, threshold {threshold:.3f} (chosen on validation)")
+
+    table["probability"] = _all_probabilities(model, head, x, table, settings, temperature)
+    metrics = evaluation(table, threshold, settings)
+    if cv_folds:
+        metrics["cv"] = cross_validate(x, table, settings, cv_folds)
+    if shortcut:
+        metrics["shortcut"] = _shortcut_block(model, table, threshold, settings)
+    guard = ood.calibrate(ood.fit(x[is_train]), x[is_val])
+    seconds = time.perf_counter() - start
+    return save(settings, model, table, summary, history, metrics, guard, threshold, temperature,
+                seconds, samples)
+
+
+def _all_probabilities(model, head, x, table, settings, temperature) -> np.ndarray:
+    """Val and test through the full shipped model; train through the head when frozen."""
+    probs = np.zeros(len(table))
+    held = (table.split != "train").to_numpy()
+    probs[held] = predict_pixels(model, table[held], settings)
+    if settings.fine_tune_layers:
+        probs[~held] = predict_pixels(model, table[~held], settings)
+    else:
+        raw = head.predict(x[~held], verbose=0).ravel()
+        probs[~held] = evaluate.apply_temperature(raw, temperature)
+    return probs
+
+
+def evaluation(table, threshold, settings) -> dict:
+    out = {}
+    for name in ("test", "val"):
+        part = table[table.split == name]
+        out[name] = evaluate.report(part.label, part.probability, threshold, settings.bootstrap,
+                                    settings.seed)
+        grouped = evaluate.group_level(part)
+        out[f"{name}_groups"] = evaluate.report(grouped.label, grouped.probability, threshold,
+                                                settings.bootstrap, settings.seed)
+    out["protocol"] = {"split": settings.split, "seed": settings.seed,
+                       "data_dirs": list(settings.data_dirs)}
+    m = out["test"]["metrics"]
+    log("test: " + ", ".join(f"{k} {v['value']:.4f} [{v['ci_low']:.4f}, {v['ci_high']:.4f}]"
+                             for k, v in m.items()))
+    return out
+
+
+def _shortcut_block(model, table, threshold, settings) -> dict:
+    test = table[table.split == "test"]
+    redone = shortcut_check(model, test, settings)
+    before = float(np.mean((test.probability >= threshold) == test.label))
+    after = float(np.mean((redone.probability >= threshold) == redone.label))
+    log(f"shortcut check: accuracy {before:.4f} as stored, {after:.4f} re-encoded as padded PNG")
+    return {"accuracy_original": before, "accuracy_reencoded": after, "drop": before - after,
+            "protocol": "every test image padded to a 256x256 square and re-encoded as PNG",
+            "mean_abs_probability_change": float(np.mean(np.abs(
+                redone.probability.to_numpy() - test.probability.to_numpy())))}
+
+
+def save(settings, model, table, summary, history, metrics, guard, threshold, temperature,
+         seconds, samples) -> Path:
+    final = Path(settings.out_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{int(time.time())}")
+    tmp.mkdir()
+    model.save(tmp / "model.keras")
+    settings.to_json(tmp / "settings.json")
+    history.to_csv(tmp / "history.csv", index=False)
+    cols = ["path", "root", "split", "group", "label", "probability"]
+    table[cols].to_csv(tmp / "predictions.csv", index=False)
+    table[["path", "root", "sha256", "group", "label", "split"]].to_csv(tmp / "split.csv",
+                                                                        index=False)
+    data.write_json(summary, tmp / "dataset_summary.json")
+    data.write_json(metrics, tmp / "metrics.json")
+    ood.save(guard, tmp / "ood.npz")
+    card = model_card(settings, tmp / "model.keras", table, summary, threshold, temperature,
+                      seconds, metrics)
+    card["ood"] = {"file": "ood.npz", "threshold": guard["threshold"],
+                   "quantile": guard["quantile"], "features": "pool layer output"}
+    data.write_json(card, tmp / "model_card.json")
+    if samples:
+        write_samples(table, tmp)
+    replace_dir(tmp, final)
+    log(f"artifacts written to {final} in {seconds:.0f} s")
+    return final
