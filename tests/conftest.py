@@ -12,7 +12,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "brain-tumor-dataset"
-SHARED_WEIGHTS = REPO.parent / "shared" / "weights" / "mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5"
+SHARED_WEIGHTS = (
+    REPO.parent / "shared" / "weights" / "mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5"
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -70,8 +72,11 @@ def make_dataset(root: Path, per_class: int = 24, seed: int = 0) -> dict:
         (root / folder / "copy.jpg").write_bytes(src.read_bytes())
         facts["exact_copies"].append((f"{folder}/{src.name}", f"{folder}/copy.jpg"))
         near = np.asarray(Image.open(src).convert("L"), dtype=np.int16) + 2
-        _save(Image.fromarray(np.clip(near, 0, 255).astype(np.uint8)), root / folder / "near.png",
-              "PNG")
+        _save(
+            Image.fromarray(np.clip(near, 0, 255).astype(np.uint8)),
+            root / folder / "near.png",
+            "PNG",
+        )
         facts["near_copies"].append((f"{folder}/{src.name}", f"{folder}/near.png"))
     # a PNG named .jpg, and a truncated file
     lying = root / "Healthy" / "lying.jpg"
@@ -91,3 +96,34 @@ def tiny_dataset(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("data") / "brain-tumor-dataset"
     facts = make_dataset(root)
     return root, facts
+
+
+def tiny_settings(root: Path, out_dir: Path, **kw):
+    from tumor_model.config import Settings
+
+    values = dict(
+        data_dirs=(str(root),),
+        backbone="mobilenetv2",
+        weights="none",
+        input_size=32,
+        dense_units=16,
+        head_epochs=15,
+        patience=5,
+        bootstrap=50,
+        cache_dir=str(out_dir.parent / "cache"),
+        out_dir=str(out_dir),
+        val_fraction=0.2,
+        test_fraction=0.2,
+    )
+    values.update(kw)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tiny_dataset, tmp_path_factory) -> Path:
+    """A tiny model trained end to end on the generated dataset (random-weight MobileNetV2, 32 px)."""
+    from tumor_model import train
+
+    root, _ = tiny_dataset
+    out = tmp_path_factory.mktemp("run") / "artifacts"
+    return train.run(tiny_settings(root, out), cv_folds=3)

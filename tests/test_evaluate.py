@@ -75,14 +75,18 @@ def test_threshold_youden_separates():
 
 
 def test_group_level_counts_each_group_once():
-    frame = pd.DataFrame({"group": [0, 0, 0, 1], "label": [1, 1, 1, 0], "probability": [0.9, 0.7, 0.8, 0.2]})
+    frame = pd.DataFrame(
+        {"group": [0, 0, 0, 1], "label": [1, 1, 1, 0], "probability": [0.9, 0.7, 0.8, 0.2]}
+    )
     g = evaluate.group_level(frame)
     assert len(g) == 2
     assert g.set_index("group").loc[0, "probability"] == pytest.approx(0.8)
     assert g.set_index("group").loc[0, "files"] == 3
 
 
-@pytest.mark.parametrize("bad", [([0, 1], [0.5]), ([0, 2], [0.1, 0.2]), ([0, 1], [0.1, 1.5]), ([], [])])
+@pytest.mark.parametrize(
+    "bad", [([0, 1], [0.5]), ([0, 2], [0.1, 0.2]), ([0, 1], [0.1, 1.5]), ([], [])]
+)
 def test_bad_input_raises(bad):
     with pytest.raises(ValueError):
         evaluate.all_metrics(*bad, 0.5)

@@ -16,8 +16,12 @@ def test_near_pairs_match_brute_force():
     thr = 0.02
     found = {tuple(sorted(p)) for p in split.near_pairs(t, thr, block=16)}
     flat = t.reshape(len(t), -1)
-    brute = {(i, j) for i in range(len(t)) for j in range(i + 1, len(t))
-             if np.abs(flat[i] - flat[j]).mean() <= thr}
+    brute = {
+        (i, j)
+        for i in range(len(t))
+        for j in range(i + 1, len(t))
+        if np.abs(flat[i] - flat[j]).mean() <= thr
+    }
     assert found == brute
     assert (3, 10) in found
 

@@ -9,14 +9,20 @@ import sys
 from pathlib import Path
 
 from .config import Settings
+from .explain import COLORMAPS, METHODS
 
 SKIP_FIELDS = {"data_dirs", "extra"}
 
 
 def _settings_args(parser: argparse.ArgumentParser) -> None:
     """One --flag per Settings field, with the field's default."""
-    parser.add_argument("--data-dir", action="append", dest="data_dirs", metavar="DIR",
-                        help="image root (repeat for several sources); default: the shared dataset")
+    parser.add_argument(
+        "--data-dir",
+        action="append",
+        dest="data_dirs",
+        metavar="DIR",
+        help="image root (repeat for several sources); default: the shared dataset",
+    )
     for f in dataclasses.fields(Settings):
         if f.name in SKIP_FIELDS:
             continue
@@ -29,8 +35,11 @@ def _settings_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args) -> Settings:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
-              if f.name not in SKIP_FIELDS}
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(Settings)
+        if f.name not in SKIP_FIELDS
+    }
     if args.data_dirs:
         values["data_dirs"] = tuple(args.data_dirs)
     return Settings(**values)
@@ -45,10 +54,17 @@ def cmd_summarize(args) -> int:
     summary = data.summarize(scanned, groups)
     data.write_json(summary, args.out)
     per = {k: v["count"] for k, v in summary["classes"].items()}
-    print(json.dumps({"images": summary["images"], "per_class": per,
-                      "unreadable": len(summary["unreadable"]),
-                      "groups_per_class": summary["duplicates"]["groups_per_class"],
-                      "written": str(args.out)}))
+    print(
+        json.dumps(
+            {
+                "images": summary["images"],
+                "per_class": per,
+                "unreadable": len(summary["unreadable"]),
+                "groups_per_class": summary["duplicates"]["groups_per_class"],
+                "written": str(args.out),
+            }
+        )
+    )
     return 0
 
 
@@ -63,8 +79,9 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from . import evaluate_folder
 
-    result = evaluate_folder.run(args.artifacts, args.data_dir, args.all, args.bootstrap,
-                                 args.threshold)
+    result = evaluate_folder.run(
+        args.artifacts, args.data_dir, args.all, args.bootstrap, args.threshold
+    )
     text = json.dumps(result, indent=2)
     if args.out:
         Path(args.out).write_text(text)
@@ -75,12 +92,41 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .predict import Predictor
 
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha must be in [0, 1], got {args.alpha!r}")
     predictor = Predictor(args.artifacts)
-    failed = 0
+    if args.explain:
+        Path(args.explain).mkdir(parents=True, exist_ok=True)
+    failed, used = 0, set()
     for result in predictor.predict_files([Path(f) for f in args.files], args.files):
+        if args.explain and "error" not in result:
+            result = _explain_one(predictor, result, args, used)
         failed += "error" in result
         print(json.dumps(result), flush=True)
     return 1 if failed else 0
+
+
+def _explain_one(predictor, result: dict, args, used: set) -> dict:
+    """Write <DIR>/<stem>_<method>.png (a numbered suffix when two inputs share a stem) and add
+    its path as "overlay"; the map explains the predicted class."""
+    from .explain import overlay, to_png
+    from .imageio import ImageLoadError
+    from .predict import load_scan
+
+    try:
+        image, _ = load_scan(Path(result["file"]), result["file"])
+    except ImageLoadError as err:  # the file changed since it was predicted
+        return {"file": result["file"], "error": str(err)}
+    target = predictor.class_names.index(result["label"])
+    pixels, expl = predictor.explain(image, args.method, target)
+    stem, n = f"{Path(result['file']).stem}_{args.method}", 1
+    path = Path(args.explain) / f"{stem}.png"
+    while str(path) in used or (n > 1 and path.exists()):
+        n += 1
+        path = Path(args.explain) / f"{stem}_{n}.png"
+    used.add(str(path))
+    path.write_bytes(to_png(overlay(pixels, expl.heatmap, args.alpha, args.colormap)))
+    return {**result, "overlay": str(path), "explained": predictor.class_names[target]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,16 +142,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train, evaluate and write artifacts")
     _settings_args(p)
-    p.add_argument("--cv", type=int, default=0, metavar="K",
-                   help="also run grouped K-fold CV of the frozen-feature recipe (0 = off)")
-    p.add_argument("--shortcut", action=argparse.BooleanOptionalAction, default=True,
-                   help="re-encode test images as padded PNGs and report the accuracy change")
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also run grouped K-fold CV of the frozen-feature recipe (0 = off)",
+    )
+    p.add_argument(
+        "--shortcut",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="re-encode test images as padded PNGs and report the accuracy change",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of a trained model on its test split or a folder")
     p.add_argument("--artifacts", default="artifacts")
-    p.add_argument("--data-dir", action="append", metavar="DIR",
-                   help="labelled folder(s); default: the model's own test split")
+    p.add_argument(
+        "--data-dir",
+        action="append",
+        metavar="DIR",
+        help="labelled folder(s); default: the model's own test split",
+    )
     p.add_argument("--all", action="store_true", help="evaluate every image under --data-dir")
     p.add_argument("--threshold", type=float, default=None, help="default: the model card's")
     p.add_argument("--bootstrap", type=int, default=1000)
@@ -115,6 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict scans; one JSON object per line per file")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--artifacts", default="artifacts")
+    p.add_argument(
+        "--explain",
+        metavar="DIR",
+        default=None,
+        help="write an explanation overlay <DIR>/<stem>_<method>.png per scan",
+    )
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="gradcam",
+        help="explanation method for --explain (default: gradcam)",
+    )
+    p.add_argument("--alpha", type=float, default=0.4, help="overlay opacity 0-1 (default 0.4)")
+    p.add_argument(
+        "--colormap",
+        choices=tuple(COLORMAPS),
+        default="jet",
+        help="overlay colormap (default: jet)",
+    )
     p.set_defaults(func=cmd_predict)
     return parser
 

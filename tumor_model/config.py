@@ -25,6 +25,7 @@ class Settings:
     # --- data ---
     data_dirs: tuple[str, ...] = ("../shared/data/brain-tumor-dataset",)  # image roots, merged
     geometry: str = "crop-pad"  # crop-pad: crop to head, pad square; pad: pad square; squash
+    stretch: bool = True  # per-image min-max intensity stretch inside the model
     # --- split ---
     split: str = "group"  # group: by duplicate group (honest); random: the report's protocol
     seed: int = 314  # split and training seed
@@ -77,7 +78,9 @@ class Settings:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.threshold != -1.0 and not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1) or -1 (choose on validation), got {self.threshold!r}")
+            raise ValueError(
+                f"threshold must be in (0, 1) or -1 (choose on validation), got {self.threshold!r}"
+            )
         for name in ("batch_size", "dense_units", "dup_thumb"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")

@@ -1,6 +1,7 @@
 """Pure helpers for the Streamlit dashboard: artifact loading, threshold metrics, plotly figures.
 
-Nothing here imports streamlit: the pages wrap these functions in `st.cache_data` and render.
+Nothing here imports streamlit (except `through_main_script`): the pages wrap these functions in
+`st.cache_data` and render.
 Every loader raises `ArtifactError` (a message naming the file and the rebuild command) instead of
 a traceback-worthy exception.
 """
@@ -14,33 +15,68 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from PIL import ImageOps
 from plotly.subplots import make_subplots
 
 from . import evaluate
 from .config import CLASS_NAMES
+from .imageio import ImageLoadError, load_image
 
 APP_DIR = Path(__file__).resolve().parent.parent  # where streamlit_app.py lives
 ARTIFACTS_ENV, DATA_ENV = "NEUROSCAN_ARTIFACTS", "NEUROSCAN_DATA_DIR"
 WEIGHTS = "../shared/weights/mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5"
 REBUILD = f"python -m tumor_model train --data-dir <dataset> --weights {WEIGHTS}"
 COLUMNS = {
-    "history.csv": ["epoch", "phase", "loss", "accuracy", "auc", "val_loss", "val_accuracy",
-                    "val_auc", "lr", "seconds"],
+    "history.csv": [
+        "epoch",
+        "phase",
+        "loss",
+        "accuracy",
+        "auc",
+        "val_loss",
+        "val_accuracy",
+        "val_auc",
+        "lr",
+        "seconds",
+    ],
     "predictions.csv": ["path", "root", "split", "group", "label", "probability"],
     "split.csv": ["path", "root", "sha256", "group", "label", "split"],
     "samples/samples.csv": ["file", "label", "class_name"],
 }
 COLORS = {"healthy": "#2a9d8f", "tumor": "#e76f51", "train": "#264653", "val": "#e9c46a"}
-PERCENT = {"accuracy", "sensitivity", "specificity", "precision", "f1", "npv",
-           "balanced_accuracy", "fraction_tumor"}
-LABELS = {"accuracy": "Accuracy", "sensitivity": "Sensitivity", "specificity": "Specificity",
-          "precision": "Precision", "f1": "F1", "roc_auc": "ROC AUC", "pr_auc": "PR AUC",
-          "brier": "Brier score", "ece": "ECE", "npv": "NPV"}
+PERCENT = {
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "f1",
+    "npv",
+    "balanced_accuracy",
+    "fraction_tumor",
+}
+LABELS = {
+    "accuracy": "Accuracy",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "precision": "Precision",
+    "f1": "F1",
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "brier": "Brier score",
+    "ece": "ECE",
+    "npv": "NPV",
+}
 PROTOCOLS = {
     "test": "Duplicate-group split, test files (default, honest)",
     "test_groups": "Duplicate-group split, test groups (each group once)",
     "random_split": "Random split (the report's protocol, leaks duplicates)",
     "cv": "Grouped cross-validation (frozen features + head)",
+}
+SHORT = {
+    "test": "Group split",
+    "test_groups": "Per group",
+    "random_split": "Random split",
+    "cv": "Grouped CV",
 }
 
 
@@ -76,12 +112,38 @@ def data_dir(value: str | None) -> Path | None:
     return None
 
 
+def session_data_dir(state, env: dict | None = None) -> str | None:
+    """The dataset root the sidebar resolved ("data_root" in state), else $NEUROSCAN_DATA_DIR.
+
+    Pages call this so that they also work when Streamlit runs them without the main script.
+    """
+    if "data_root" in state:
+        return state["data_root"]
+    root = data_dir((os.environ if env is None else env).get(DATA_ENV))
+    return str(root) if root else None
+
+
 def stamp(directory: str | Path, name: str) -> float:
     """Modification time of an artifact (cache key: a rebuilt file is re-read), -1 if absent."""
     try:
         return (Path(directory) / name).stat().st_mtime
     except OSError:
         return -1.0
+
+
+def through_main_script() -> None:
+    """Make Streamlit run this page through streamlit_app.py (sidebar, notice, page config).
+
+    The one helper that touches Streamlit. Because the pages live in `pages/`, Streamlit starts in
+    its old multipage mode and, when the first request of a fresh server (or AppTest) is a page,
+    runs that file alone. st.navigation switches the mode off; this does so and reruns.
+    """
+    import streamlit as st
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 # ----------------------------------------------------------------------------- loading
@@ -114,8 +176,12 @@ def read_csv(directory: str | Path, name: str) -> pd.DataFrame:
     return frame
 
 
-def read_artifact(directory: str | Path, name: str):
-    """A JSON artifact as a dict or a CSV artifact as a checked DataFrame."""
+def read_artifact(directory: str | Path, name: str, stamp: float | None = None):
+    """A JSON artifact as a dict or a CSV artifact as a checked DataFrame.
+
+    `stamp` is not used: callers pass the file's mtime so that `st.cache_data` re-reads a
+    rebuilt artifact.
+    """
     return read_json(directory, name) if name.endswith(".json") else read_csv(directory, name)
 
 
@@ -123,13 +189,13 @@ def image_path(root: str | Path, relative: str) -> Path:
     return Path(root) / relative
 
 
-def load_preview(path: str | Path, side: int = 256) -> np.ndarray:
-    """RGB uint8 preview no larger than side; raises imageio.ImageLoadError when unreadable."""
-    from .imageio import load_image  # the image reader; imported on use only
-
-    img = load_image(Path(path))
-    img.thumbnail((side, side))
-    return np.asarray(img.convert("RGB"))
+def load_preview(path: str | Path, side: int = 256) -> tuple[np.ndarray | None, str | None]:
+    """(RGB uint8 side x side preview, the image fitted on black, None), or (None, why)."""
+    try:
+        img = load_image(Path(path))
+    except ImageLoadError as err:
+        return None, str(err)
+    return np.asarray(ImageOps.pad(img.convert("RGB"), (side, side), color=(0, 0, 0))), None
 
 
 # ----------------------------------------------------------------------------- metric blocks
@@ -149,40 +215,65 @@ def fmt_value(name: str, value) -> str:
     return f"{100 * value:.1f}%" if name in PERCENT else f"{value:.3f}"
 
 
+def ci_text(name: str, m: dict) -> str:
+    """'95% CI 90.2%–95.4%', or '' without an interval."""
+    lo, hi = m.get("ci_low"), m.get("ci_high")
+    if lo is None or hi is None:
+        return ""
+    return f"95% CI {fmt_value(name, lo)}–{fmt_value(name, hi)}"
+
+
 def fmt_ci(name: str, m: dict) -> str:
     """'93.1% (95% CI 90.2%–95.4%)'."""
-    lo, hi = m.get("ci_low"), m.get("ci_high")
-    text = fmt_value(name, m.get("value"))
-    if lo is None or hi is None:
-        return text
-    return f"{text} (95% CI {fmt_value(name, lo)}–{fmt_value(name, hi)})"
+    ci = ci_text(name, m)
+    return f"{fmt_value(name, m.get('value'))} ({ci})" if ci else fmt_value(name, m.get("value"))
 
 
 def metrics_frame(items: dict) -> pd.DataFrame:
     """One row per metric: metric, value, ci_low, ci_high, and a formatted 'reported' column."""
-    rows = [{"metric": LABELS.get(k, k), "value": m.get("value"), "ci_low": m.get("ci_low"),
-             "ci_high": m.get("ci_high"), "reported": fmt_ci(k, m)} for k, m in items.items()]
+    rows = [
+        {
+            "metric": LABELS.get(k, k),
+            "value": m.get("value"),
+            "ci_low": m.get("ci_low"),
+            "ci_high": m.get("ci_high"),
+            "reported": fmt_ci(k, m),
+        }
+        for k, m in items.items()
+    ]
     return pd.DataFrame(rows, columns=["metric", "value", "ci_low", "ci_high", "reported"])
 
 
+def fmt_cell(name: str, m: dict) -> str:
+    """Compact 'value (ci_low–ci_high)' for tables: '93.1% (90.2–95.4)'."""
+    value = fmt_value(name, m.get("value"))
+    lo, hi = m.get("ci_low"), m.get("ci_high")
+    if lo is None or hi is None:
+        return value
+    scale, digits = (100, 1) if name in PERCENT else (1, 3)
+    return f"{value} ({scale * lo:.{digits}f}–{scale * hi:.{digits}f})"
+
+
 def protocol_table(metrics: dict, names=("accuracy", "sensitivity", "specificity", "roc_auc")):
-    """Rows = evaluation protocols present in metrics.json, cells = 'value (95% CI ...)'."""
+    """Rows = evaluation protocols present in metrics.json, cells = 'value (95% CI)'."""
     rows = []
-    for key, title in PROTOCOLS.items():
+    for key in PROTOCOLS:
         items = metric_items(metrics.get(key))
         if items:
-            n = metrics[key].get("n")
-            row = {"protocol": title, "n": n}
-            row.update({LABELS.get(k, k): fmt_ci(k, items[k]) if k in items else "n/a"
-                        for k in names})
+            row = {"protocol": SHORT[key], "n": metrics[key].get("n")}
+            row.update(
+                {LABELS.get(k, k): fmt_cell(k, items[k]) if k in items else "n/a" for k in names}
+            )
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def headline(card: dict | None, metrics: dict | None, name: str = "accuracy") -> dict | None:
     """The test metric with CI: model_card test_metrics first, else metrics.json test block."""
-    for items in (metric_items((card or {}).get("test_metrics")),
-                  metric_items((metrics or {}).get("test"))):
+    for items in (
+        metric_items((card or {}).get("test_metrics")),
+        metric_items((metrics or {}).get("test")),
+    ):
         if name in items:
             return items[name]
     return None
@@ -194,8 +285,9 @@ def model_facts(card: dict) -> pd.DataFrame:
     facts = {
         "Backbone": card.get("backbone", settings.get("backbone")),
         "Input": f"{card.get('input_size', '?')} px RGB, geometry '{card.get('geometry', '?')}'",
-        "Head": f"{card.get('head', settings.get('head', '?'))}, Dense({settings.get('dense_units', '?')}) "
-                f"+ Dropout({settings.get('dropout', '?')}) + sigmoid",
+        "Head": f"{card.get('head', settings.get('head', '?'))}, "
+        f"Dense({settings.get('dense_units', '?')}) + Dropout({settings.get('dropout', '?')}) "
+        "+ sigmoid",
         "Preprocessing": card.get("preprocessing"),
         "Fine-tuned layers": settings.get("fine_tune_layers"),
         "Decision threshold": card.get("threshold"),
@@ -206,15 +298,20 @@ def model_facts(card: dict) -> pd.DataFrame:
         "Trained at": card.get("trained_at"),
         "Training time (s)": card.get("train_seconds"),
     }
-    return pd.DataFrame([(k, str(v)) for k, v in facts.items() if v is not None],
-                        columns=["property", "value"])
+    return pd.DataFrame(
+        [(k, str(v)) for k, v in facts.items() if v is not None], columns=["property", "value"]
+    )
 
 
 def data_counts(card: dict) -> pd.DataFrame:
     """model_card data_counts ({label: {split: n}}) as split x class counts."""
     counts = card.get("data_counts") or {}
-    rows = [{"split": s, "class": CLASS_NAMES[int(lab)], "count": int(n)}
-            for lab, per in counts.items() for s, n in per.items() if n == n]
+    rows = [
+        {"split": s, "class": CLASS_NAMES[int(lab)], "count": int(n)}
+        for lab, per in counts.items()
+        for s, n in per.items()
+        if n == n
+    ]
     return pd.DataFrame(rows, columns=["split", "class", "count"])
 
 
@@ -248,8 +345,9 @@ def _point_metrics(tp, fn, tn, fp) -> dict:
         }
 
 
-def threshold_metrics(frame: pd.DataFrame, threshold: float, n_boot: int = 1000,
-                      seed: int = 0) -> dict:
+def threshold_metrics(
+    frame: pd.DataFrame, threshold: float, n_boot: int = 1000, seed: int = 0
+) -> dict:
     """Point metrics at `threshold` with 95% percentile bootstrap CIs (rows resampled)."""
     y = frame.label.to_numpy(dtype=int)
     pred = frame.probability.to_numpy(dtype=float) >= threshold
@@ -294,26 +392,50 @@ def confusion_figure(conf: dict) -> go.Figure:
     counts = np.array([[conf["tn"], conf["fp"]], [conf["fn"], conf["tp"]]])
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
-    text = [[f"{c}<br>{100 * r:.1f}%" for c, r in zip(cr, rr, strict=True)]
-            for cr, rr in zip(counts, rates, strict=True)]
+    text = [
+        [f"{c}<br>{100 * r:.1f}%" for c, r in zip(cr, rr, strict=True)]
+        for cr, rr in zip(counts, rates, strict=True)
+    ]
     names = list(CLASS_NAMES)
-    fig = go.Figure(go.Heatmap(
-        z=rates, x=[f"predicted {n}" for n in names], y=[f"actual {n}" for n in names],
-        text=text, texttemplate="%{text}", textfont={"size": 18}, colorscale="Blues",
-        zmin=0, zmax=1, colorbar={"title": "row rate"}))
+    fig = go.Figure(
+        go.Heatmap(
+            z=rates,
+            x=[f"predicted {n}" for n in names],
+            y=[f"actual {n}" for n in names],
+            text=text,
+            texttemplate="%{text}",
+            textfont={"size": 18},
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar={"title": "row rate"},
+        )
+    )
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, "Confusion matrix (count, rate per actual class)")
 
 
 def roc_figure(frame: pd.DataFrame, threshold: float, auc: float | None) -> go.Figure:
     fpr, tpr, point = _roc(frame, threshold)
-    fig = go.Figure([
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
-                   line={"dash": "dot", "color": "grey"}),
-        go.Scatter(x=fpr, y=tpr, mode="lines", name="ROC", line={"color": COLORS["tumor"]}),
-        go.Scatter(x=[point[0]], y=[point[1]], mode="markers", name=f"threshold {threshold:.3f}",
-                   marker={"size": 12, "color": "black", "symbol": "x"}),
-    ])
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                name="chance",
+                line={"dash": "dot", "color": "grey"},
+            ),
+            go.Scatter(x=fpr, y=tpr, mode="lines", name="ROC", line={"color": COLORS["tumor"]}),
+            go.Scatter(
+                x=[point[0]],
+                y=[point[1]],
+                mode="markers",
+                name=f"threshold {threshold:.3f}",
+                marker={"size": 12, "color": "black", "symbol": "x"},
+            ),
+        ]
+    )
     fig.update_xaxes(title="false positive rate (1 - specificity)", range=[0, 1])
     fig.update_yaxes(title="true positive rate (sensitivity)", range=[0, 1.02])
     return _layout(fig, f"ROC curve, AUC = {_num(auc)}")
@@ -336,13 +458,27 @@ def pr_figure(frame: pd.DataFrame, threshold: float, ap: float | None) -> go.Fig
     precision, recall, _ = precision_recall_curve(y, p)
     c = confusion(frame, threshold)
     point = (_safe(c["tp"], c["tp"] + c["fn"]), _safe(c["tp"], c["tp"] + c["fp"]))
-    fig = go.Figure([
-        go.Scatter(x=[0, 1], y=[y.mean()] * 2, mode="lines", name="prevalence",
-                   line={"dash": "dot", "color": "grey"}),
-        go.Scatter(x=recall, y=precision, mode="lines", name="PR", line={"color": COLORS["tumor"]}),
-        go.Scatter(x=[point[0]], y=[point[1]], mode="markers", name=f"threshold {threshold:.3f}",
-                   marker={"size": 12, "color": "black", "symbol": "x"}),
-    ])
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=[0, 1],
+                y=[y.mean()] * 2,
+                mode="lines",
+                name="prevalence",
+                line={"dash": "dot", "color": "grey"},
+            ),
+            go.Scatter(
+                x=recall, y=precision, mode="lines", name="PR", line={"color": COLORS["tumor"]}
+            ),
+            go.Scatter(
+                x=[point[0]],
+                y=[point[1]],
+                mode="markers",
+                name=f"threshold {threshold:.3f}",
+                marker={"size": 12, "color": "black", "symbol": "x"},
+            ),
+        ]
+    )
     fig.update_xaxes(title="recall (sensitivity)", range=[0, 1])
     fig.update_yaxes(title="precision", range=[0, 1.02])
     return _layout(fig, f"Precision-recall curve, AP = {_num(ap)}")
@@ -353,25 +489,46 @@ def calibration_table(frame: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
     p, y = frame.probability.to_numpy(float), frame.label.to_numpy(int)
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    rows = [{"bin_low": edges[b], "bin_high": edges[b + 1], "n": int((which == b).sum()),
-             "mean_probability": float(p[which == b].mean()),
-             "fraction_tumor": float(y[which == b].mean())}
-            for b in range(bins) if (which == b).any()]
-    return pd.DataFrame(rows, columns=["bin_low", "bin_high", "n", "mean_probability",
-                                       "fraction_tumor"])
+    rows = [
+        {
+            "bin_low": edges[b],
+            "bin_high": edges[b + 1],
+            "n": int((which == b).sum()),
+            "mean_probability": float(p[which == b].mean()),
+            "fraction_tumor": float(y[which == b].mean()),
+        }
+        for b in range(bins)
+        if (which == b).any()
+    ]
+    return pd.DataFrame(
+        rows, columns=["bin_low", "bin_high", "n", "mean_probability", "fraction_tumor"]
+    )
 
 
 def calibration_figure(table: pd.DataFrame) -> go.Figure:
-    fig = go.Figure([
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
-                   line={"dash": "dot", "color": "grey"}),
-        go.Scatter(x=table.mean_probability, y=table.fraction_tumor, mode="lines+markers",
-                   name="model", text=[f"n = {n}" for n in table.n], line={"color": COLORS["tumor"]},
-                   marker={"size": 6 + 18 * np.sqrt(table.n / max(table.n.max(), 1))}),
-    ])
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                name="perfect calibration",
+                line={"dash": "dot", "color": "grey"},
+            ),
+            go.Scatter(
+                x=table.mean_probability,
+                y=table.fraction_tumor,
+                mode="lines+markers",
+                name="model",
+                text=[f"n = {n}" for n in table.n],
+                line={"color": COLORS["tumor"]},
+                marker={"size": 6 + 18 * np.sqrt(table.n / max(table.n.max(), 1))},
+            ),
+        ]
+    )
     fig.update_xaxes(title="mean predicted P(tumour)", range=[0, 1])
     fig.update_yaxes(title="observed fraction tumour", range=[0, 1.02])
-    return _layout(fig, "Reliability diagram (marker size: images in bin)")
+    return _layout(fig, "Reliability diagram")
 
 
 # ----------------------------------------------------------------------------- figures: training
@@ -398,18 +555,38 @@ def history_figure(history: pd.DataFrame) -> go.Figure:
     fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t in panels])
     for col, (metric, _) in enumerate(panels, start=1):
         for prefix, name, dash in (("", "train", "solid"), ("val_", "validation", "dash")):
-            fig.add_trace(go.Scatter(
-                x=frame.step, y=frame[prefix + metric], name=name, legendgroup=name,
-                showlegend=col == 1, mode="lines+markers", marker={"size": 4},
-                line={"dash": dash, "color": COLORS["train" if prefix == "" else "val"]},
-                customdata=frame[["phase", "epoch"]],
-                hovertemplate="%{customdata[0]} epoch %{customdata[1]}: %{y:.4f}"), row=1, col=col)
-        fig.add_trace(go.Scatter(
-            x=[best.step], y=[best["val_" + metric]], mode="markers", name="chosen (best val_loss)",
-            legendgroup="chosen", showlegend=col == 1,
-            marker={"symbol": "star", "size": 16, "color": "crimson"}), row=1, col=col)
-        fig.add_vline(x=best.step, line={"color": "crimson", "dash": "dot", "width": 1},
-                      row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=frame.step,
+                    y=frame[prefix + metric],
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    mode="lines+markers",
+                    marker={"size": 4},
+                    line={"dash": dash, "color": COLORS["train" if prefix == "" else "val"]},
+                    customdata=frame[["phase", "epoch"]],
+                    hovertemplate="%{customdata[0]} epoch %{customdata[1]}: %{y:.4f}",
+                ),
+                row=1,
+                col=col,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=[best.step],
+                y=[best["val_" + metric]],
+                mode="markers",
+                name="chosen (best val_loss)",
+                legendgroup="chosen",
+                showlegend=col == 1,
+                marker={"symbol": "star", "size": 16, "color": "crimson"},
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_vline(
+            x=best.step, line={"color": "crimson", "dash": "dot", "width": 1}, row=1, col=col
+        )
     for step in _phase_starts(frame):
         fig.add_vline(x=step - 0.5, line={"color": "grey", "dash": "dash", "width": 1})
     fig.update_xaxes(title="epoch (head, then fine-tune)")
@@ -427,9 +604,17 @@ def phase_summary(history: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for phase, part in frame.groupby("phase", sort=False):
         best = part.loc[part.val_loss.idxmin()]
-        rows.append({"phase": phase, "epochs": len(part), "best val_loss": best.val_loss,
-                     "at epoch": int(best.epoch), "val_accuracy there": best.val_accuracy,
-                     "val_auc there": best.val_auc, "seconds": part.seconds.sum()})
+        rows.append(
+            {
+                "phase": phase,
+                "epochs": len(part),
+                "best val_loss": best.val_loss,
+                "at epoch": int(best.epoch),
+                "val_accuracy there": best.val_accuracy,
+                "val_auc there": best.val_auc,
+                "seconds": part.seconds.sum(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -450,11 +635,18 @@ def class_counts(split: pd.DataFrame) -> pd.DataFrame:
 
 
 def class_balance_figure(counts: pd.DataFrame) -> go.Figure:
-    fig = go.Figure([
-        go.Bar(x=part.split, y=part["count"], name=name, text=part["count"],
-               marker_color=COLORS[name])
-        for name, part in ((n, counts[counts["class"] == n]) for n in CLASS_NAMES)
-    ])
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=part.split,
+                y=part["count"],
+                name=name,
+                text=part["count"],
+                marker_color=COLORS[name],
+            )
+            for name, part in ((n, counts[counts["class"] == n]) for n in CLASS_NAMES)
+        ]
+    )
     fig.update_layout(barmode="group")
     fig.update_yaxes(title="images")
     return _layout(fig, "Class balance, overall and per split")
@@ -467,10 +659,32 @@ def sample_rows(frame: pd.DataFrame, n: int, seed: int, class_name: str | None =
     return frame.sample(min(n, len(frame)), random_state=seed).reset_index(drop=True)
 
 
+def split_images(split: pd.DataFrame, root: str | Path) -> pd.DataFrame:
+    """split.csv rows with 'image' (a path under the dataset root) and 'caption'."""
+    return split.assign(
+        image=[str(image_path(root, p)) for p in split.path],
+        caption=[
+            f"{CLASS_NAMES[lab]} · {s}" for lab, s in zip(split.label, split.split, strict=True)
+        ],
+    )
+
+
+def sample_images(samples: pd.DataFrame, directory: str | Path) -> pd.DataFrame:
+    """samples.csv rows with 'image' (the shipped thumbnail) and 'caption'."""
+    folder = Path(directory) / "samples"
+    return samples.assign(
+        image=[str(folder / f) for f in samples.file],
+        caption=[CLASS_NAMES[int(lab)] for lab in samples.label],
+    )
+
+
 def size_figure(summary: dict) -> go.Figure:
     """Width, height and file size per class as boxes drawn from the summary's quantiles."""
-    panels = [("width", "width (px)", 1), ("height", "height (px)", 1),
-              ("file_bytes", "file size (KB)", 1024)]
+    panels = [
+        ("width", "width (px)", 1),
+        ("height", "height (px)", 1),
+        ("file_bytes", "file size (KB)", 1024),
+    ]
     fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t, _ in panels])
     classes = summary.get("classes", {})
     for col, (key, _, scale) in enumerate(panels, start=1):
@@ -479,10 +693,23 @@ def size_figure(summary: dict) -> go.Figure:
             if "median" not in d:
                 continue
             q = {k: [d[k] / scale] for k in ("min", "p25", "median", "p75", "max", "mean")}
-            fig.add_trace(go.Box(
-                x=[name], q1=q["p25"], median=q["median"], q3=q["p75"], lowerfence=q["min"],
-                upperfence=q["max"], mean=q["mean"], name=name, marker_color=COLORS[name],
-                showlegend=col == 1, legendgroup=name), row=1, col=col)
+            fig.add_trace(
+                go.Box(
+                    x=[name],
+                    q1=q["p25"],
+                    median=q["median"],
+                    q3=q["p75"],
+                    lowerfence=q["min"],
+                    upperfence=q["max"],
+                    mean=q["mean"],
+                    name=name,
+                    marker_color=COLORS[name],
+                    showlegend=col == 1,
+                    legendgroup=name,
+                ),
+                row=1,
+                col=col,
+            )
     return _layout(fig, "Image size per class (min, quartiles, max, mean)", height=380)
 
 
@@ -494,13 +721,20 @@ def category_figure(summary: dict, key: str) -> go.Figure:
     for value in values:
         counts = [classes.get(n, {}).get(key, {}).get(value, 0) for n in CLASS_NAMES]
         totals = [max(classes.get(n, {}).get("count", 0), 1) for n in CLASS_NAMES]
-        fig.add_trace(go.Bar(x=list(CLASS_NAMES), y=[c / t for c, t in zip(counts, totals,
-                                                                             strict=True)],
-                             name=value, text=counts, hovertemplate="%{y:.1%} (%{text})"))
+        fig.add_trace(
+            go.Bar(
+                x=list(CLASS_NAMES),
+                y=[c / t for c, t in zip(counts, totals, strict=True)],
+                name=value,
+                customdata=counts,
+                hovertemplate="%{y:.1%} (%{customdata})",
+            )
+        )
     fig.update_layout(barmode="stack")
     fig.update_yaxes(title="share of class", tickformat=".0%")
-    return _layout(fig, f"{'File format' if key == 'formats' else 'Colour mode'} per class",
-                   height=360)
+    return _layout(
+        fig, f"{'File format' if key == 'formats' else 'Colour mode'} per class", height=360
+    )
 
 
 def duplicate_numbers(summary: dict) -> dict:
@@ -513,8 +747,11 @@ def duplicate_numbers(summary: dict) -> dict:
         "Near-duplicate groups": dup.get("near_groups"),
         "Images in near groups": dup.get("images_in_near_groups"),
         "Largest group": dup.get("largest_group"),
-        "Cross-class groups": (len(dup["cross_class_groups"])
-                               if isinstance(dup.get("cross_class_groups"), list) else None),
+        "Cross-class groups": (
+            len(dup["cross_class_groups"])
+            if isinstance(dup.get("cross_class_groups"), list)
+            else None
+        ),
     }
     return {k: int(v) for k, v in numbers.items() if v is not None}
 
@@ -522,8 +759,11 @@ def duplicate_numbers(summary: dict) -> dict:
 def duplicate_examples(summary: dict, k: int = 4) -> list:
     """Up to k example groups, cross-class ones first: lists of {path, root, label}."""
     dup = summary.get("duplicates") or {}
-    groups = (dup.get("cross_class_groups") or []) + (dup.get("near_examples") or []) + (
-        dup.get("exact_examples") or [])
+    groups = (
+        (dup.get("cross_class_groups") or [])
+        + (dup.get("near_examples") or [])
+        + (dup.get("exact_examples") or [])
+    )
     seen, out = set(), []
     for g in groups:
         key = tuple(sorted(item["path"] for item in g))
@@ -533,12 +773,28 @@ def duplicate_examples(summary: dict, k: int = 4) -> list:
     return out[:k]
 
 
+def group_images(group: list, root: str | Path | None) -> pd.DataFrame:
+    """A duplicate group ([{path, root, label}]) as rows with 'image', 'path' and 'caption'."""
+    frame = pd.DataFrame(group, columns=["path", "root", "label"])
+    base = [root or r for r in frame.root]
+    return frame.assign(
+        image=[str(image_path(b, p)) for b, p in zip(base, frame.path, strict=True)],
+        caption=[
+            f"{CLASS_NAMES[int(lab)]} · {p}" for lab, p in zip(frame.label, frame.path, strict=True)
+        ],
+    )
+
+
 # ----------------------------------------------------------------------------- shared
 
 
 def _layout(fig: go.Figure, title: str | None, height: int = 400) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin={"l": 40, "r": 20, "t": 60, "b": 40},
-                      legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin={"l": 40, "r": 20, "t": 60, "b": 40},
+        legend={"orientation": "h", "y": -0.2},
+    )
     return fig
 
 

@@ -23,12 +23,29 @@ import pandas as pd
 from PIL import Image
 
 from .config import CLASS_NAMES, HEALTHY, TUMOR
-from .imageio import ImageLoadError, load_image
+from .imageio import ImageLoadError, load_image, sniff_format
 
-TUMOR_ALIASES = {"braintumor", "tumor", "tumour", "yes", "cancer", "glioma", "meningioma",
-                 "pituitary", "tumorous"}
-HEALTHY_ALIASES = {"healthy", "no", "notumor", "notumour", "normal", "notcancer", "nontumor",
-                   "nontumorous"}
+TUMOR_ALIASES = {
+    "braintumor",
+    "tumor",
+    "tumour",
+    "yes",
+    "cancer",
+    "glioma",
+    "meningioma",
+    "pituitary",
+    "tumorous",
+}
+HEALTHY_ALIASES = {
+    "healthy",
+    "no",
+    "notumor",
+    "notumour",
+    "normal",
+    "notcancer",
+    "nontumor",
+    "nontumorous",
+}
 SKIP_SUFFIXES = {".csv", ".json", ".txt", ".md", ".xlsx", ".py", ".db", ".ini"}
 SCAN_COLUMNS = ["path", "root", "label", "sha256", "bytes", "format", "mode", "width", "height"]
 
@@ -99,9 +116,11 @@ def _scan_one(root: str, rel: str, thumb_side: int):
     path = Path(root) / rel
     try:
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as raw:
-            fmt, mode = raw.format, raw.mode
         img = load_image(data, name=str(path))
+        fmt, mode = sniff_format(data), "DICOM"
+        if fmt != "DICOM":
+            with Image.open(io.BytesIO(data)) as raw:
+                mode = raw.mode
     except (ImageLoadError, OSError, ValueError) as err:
         return None, str(err)
     info = (hashlib.sha256(data).hexdigest(), len(data), fmt, mode, img.width, img.height)
@@ -111,8 +130,9 @@ def _scan_one(root: str, rel: str, thumb_side: int):
 def scan(files: pd.DataFrame, thumb_side: int = 32, workers: int = 4) -> Scanned:
     """Read every listed file once: sha256, size, format, mode, dimensions and thumbnail."""
     with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda r: _scan_one(r.root, r.path, thumb_side),
-                                files.itertuples(index=False)))
+        results = list(
+            pool.map(lambda r: _scan_one(r.root, r.path, thumb_side), files.itertuples(index=False))
+        )
     rows, thumbs, bad = [], [], []
     for rec, (ok, error) in zip(files.itertuples(index=False), results, strict=True):
         if ok is None:
@@ -184,22 +204,28 @@ def duplicate_audit(df: pd.DataFrame, groups: np.ndarray | None) -> dict:
         frame = df.assign(group=groups)
         by_group = list(frame.groupby("group"))
         multi = sorted((g for _, g in by_group if len(g) > 1), key=len, reverse=True)
-        audit.update({
-            "groups": len(by_group),
-            "groups_per_class": {name: int(frame[frame.label == i].group.nunique())
-                                 for i, name in enumerate(CLASS_NAMES)},
-            "near_groups": len(multi),
-            "images_in_near_groups": int(sum(len(g) for g in multi)),
-            "largest_group": int(len(multi[0])) if multi else 1,
-            "cross_class_groups": [_paths(g) for g in multi if g.label.nunique() > 1],
-            "near_examples": [_paths(g) for g in multi[:12]],
-        })
+        audit.update(
+            {
+                "groups": len(by_group),
+                "groups_per_class": {
+                    name: int(frame[frame.label == i].group.nunique())
+                    for i, name in enumerate(CLASS_NAMES)
+                },
+                "near_groups": len(multi),
+                "images_in_near_groups": int(sum(len(g) for g in multi)),
+                "largest_group": int(len(multi[0])) if multi else 1,
+                "cross_class_groups": [_paths(g) for g in multi if g.label.nunique() > 1],
+                "near_examples": [_paths(g) for g in multi[:12]],
+            }
+        )
     return audit
 
 
 def _paths(g: pd.DataFrame) -> list:
-    return [{"path": p, "root": r, "label": int(lab)}
-            for p, r, lab in zip(g.path, g.root, g.label, strict=True)][:8]
+    return [
+        {"path": p, "root": r, "label": int(lab)}
+        for p, r, lab in zip(g.path, g.root, g.label, strict=True)
+    ][:8]
 
 
 def _metadata_check(root: str, df: pd.DataFrame) -> dict | None:

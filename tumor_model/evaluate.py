@@ -14,7 +14,9 @@ SCORE_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
 def _check(labels, probs) -> tuple[np.ndarray, np.ndarray]:
     y, p = np.asarray(labels, dtype=int), np.asarray(probs, dtype=float)
     if y.shape != p.shape or y.ndim != 1:
-        raise ValueError(f"labels and probabilities must be 1-D of one length, got {y.shape} {p.shape}")
+        raise ValueError(
+            f"labels and probabilities must be 1-D of one length, got {y.shape} {p.shape}"
+        )
     if len(y) == 0:
         raise ValueError("no predictions to evaluate")
     if not set(np.unique(y)) <= {0, 1}:
@@ -95,7 +97,7 @@ def bootstrap(labels, probs, threshold, n: int = 1000, seed: int = 0) -> dict:
     for k, v in value.items():
         d = np.asarray(draws[k], dtype=float)
         d = d[~np.isnan(d)]
-        lo, hi = (np.percentile(d, [2.5, 97.5]) if d.size else (np.nan, np.nan))
+        lo, hi = np.percentile(d, [2.5, 97.5]) if d.size else (np.nan, np.nan)
         out[k] = {"value": float(v), "ci_low": float(lo), "ci_high": float(hi)}
     return out
 
@@ -109,9 +111,17 @@ def curves(labels, probs, points: int = 101) -> dict:
     r, q = keep(fpr), keep(prec)
     edges = np.linspace(0, 1, 11)
     which = np.clip(np.digitize(p, edges[1:-1]), 0, 9)
-    cal = [{"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "n": int((which == b).sum()),
-            "mean_probability": float(p[which == b].mean()), "fraction_tumor": float(y[which == b].mean())}
-           for b in range(10) if (which == b).any()]
+    cal = [
+        {
+            "bin_low": float(edges[b]),
+            "bin_high": float(edges[b + 1]),
+            "n": int((which == b).sum()),
+            "mean_probability": float(p[which == b].mean()),
+            "fraction_tumor": float(y[which == b].mean()),
+        }
+        for b in range(10)
+        if (which == b).any()
+    ]
     return {
         "roc": {"fpr": fpr[r].tolist(), "tpr": tpr[r].tolist()},
         "pr": {"precision": prec[q].tolist(), "recall": rec[q].tolist()},
@@ -137,9 +147,15 @@ def group_level(frame: pd.DataFrame) -> pd.DataFrame:
     need = {"group", "label", "probability"}
     if not need <= set(frame.columns):
         raise ValueError(f"frame needs columns {sorted(need)}, has {sorted(frame.columns)}")
-    return frame.groupby("group").agg(
-        label=("label", lambda s: int(s.mode().iloc[0])), probability=("probability", "mean"),
-        files=("label", "size")).reset_index()
+    return (
+        frame.groupby("group")
+        .agg(
+            label=("label", lambda s: int(s.mode().iloc[0])),
+            probability=("probability", "mean"),
+            files=("label", "size"),
+        )
+        .reset_index()
+    )
 
 
 def choose_threshold(labels, probs) -> float:

@@ -33,17 +33,24 @@ def run(artifacts="artifacts", data_dirs=None, use_all=False, n_boot=1000, thres
         raise ValueError("--all needs --data-dir")
     predictor = Predictor(artifacts)
     table = _rows(artifacts, data_dirs, use_all)
-    results = predictor.predict_files([Path(r) / p for r, p in zip(table.root, table.path,
-                                                                     strict=True)])
+    results = predictor.predict_files(
+        [Path(r) / p for r, p in zip(table.root, table.path, strict=True)]
+    )
     ok = [("error" not in r) for r in results]
     errors = [r for r in results if "error" in r]
-    table = table[ok].assign(probability=[r["probability"] for r in results if "error" not in r],
-                             ood=[r["out_of_distribution"] for r in results if "error" not in r])
+    table = table[ok].assign(
+        probability=[r["probability"] for r in results if "error" not in r],
+        ood=[r["out_of_distribution"] for r in results if "error" not in r],
+    )
     thr = predictor.threshold if threshold is None else threshold
     grouped = evaluate.group_level(table)
     out = {
-        "summary": {"images": int(len(table)), "unreadable": len(errors), "threshold": thr,
-                    "flagged_out_of_distribution": int(table.ood.sum())},
+        "summary": {
+            "images": int(len(table)),
+            "unreadable": len(errors),
+            "threshold": thr,
+            "flagged_out_of_distribution": int(table.ood.sum()),
+        },
         "files": evaluate.report(table.label, table.probability, thr, n_boot),
         "groups": evaluate.report(grouped.label, grouped.probability, thr, n_boot),
         "errors": errors,

@@ -28,6 +28,7 @@ def cache_key(settings: Settings) -> str:
         "size": input_size(settings),
         "geometry": settings.geometry,
         "pool": settings.head,
+        "stretch": settings.stretch,
         "version": 2,
     }
     blob = json.dumps(parts, sort_keys=True).encode()
@@ -44,8 +45,9 @@ def load_pixels(images: pd.DataFrame, size: int, geometry: str, workers: int = 4
         return np.stack(list(pool.map(one, images.itertuples(index=False))))
 
 
-def extract(features_model, images: pd.DataFrame, settings: Settings, batch: int = 64,
-            verbose: bool = True) -> np.ndarray:
+def extract(
+    features_model, images: pd.DataFrame, settings: Settings, batch: int = 64, verbose: bool = True
+) -> np.ndarray:
     """Features for every row of `images` (columns root, path, sha256), cached by sha256."""
     path = Path(settings.cache_dir) / f"{cache_key(settings)}.npz"
     cached = _read(path)
@@ -59,7 +61,9 @@ def extract(features_model, images: pd.DataFrame, settings: Settings, batch: int
         feats = features_model.predict(pixels.astype("float32"), batch_size=batch, verbose=0)
         cached.update(zip(chunk.sha256, feats.astype(np.float32), strict=True))
         if verbose:
-            print(f"features: {min(start + len(chunk), len(missing))}/{len(missing)} new", flush=True)
+            print(
+                f"features: {min(start + len(chunk), len(missing))}/{len(missing)} new", flush=True
+            )
     if len(missing):
         _write(path, cached)
     table = {sha: cached[sha] for sha in wanted}

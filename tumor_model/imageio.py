@@ -331,7 +331,8 @@ def foreground_box(img) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of the head region: the bounding box of non-background pixels.
 
     Background = greyscale <= max(12, 0.08 * 99th percentile). Rows/columns with only a stray
-    pixel or two (< 0.2% of their length) are ignored; a ~2% margin is added. When nothing is
+    pixel or two (< 0.2% of their length) are ignored; a margin of 2% of the box (at least
+    1 px) is added. When nothing is
     foreground the whole image is returned.
     """
     img = _as_pil(img)
@@ -345,7 +346,8 @@ def foreground_box(img) -> tuple[int, int, int, int]:
     col_idx = np.flatnonzero(cols >= max(1, int(np.ceil(0.002 * height))))
     if row_idx.size == 0 or col_idx.size == 0:
         return (0, 0, width, height)
-    margin = int(round(0.02 * max(width, height)))
+    box_side = max(int(col_idx[-1] - col_idx[0]), int(row_idx[-1] - row_idx[0])) + 1
+    margin = max(1, int(round(0.02 * box_side)))  # 2% of the head's size
     left = max(0, int(col_idx[0]) - margin)
     top = max(0, int(row_idx[0]) - margin)
     right = min(width, int(col_idx[-1]) + 1 + margin)

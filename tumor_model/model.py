@@ -27,12 +27,12 @@ class Backbone:
     build: str  # name of the keras.applications constructor
     size: int  # default square input side, pixels
     preprocess: str  # pixel mode: tf ([-1, 1]), torch, caffe, or none (model rescales itself)
-    last_conv: str  # layer whose activations Grad-CAM uses (the base's last 4-D output)
+    last_conv: str | None  # Grad-CAM layer (the base's last 4-D output); None: auto-named
 
 
 BACKBONES = {
     "mobilenetv2": Backbone("MobileNetV2", 224, "tf", "out_relu"),
-    "nasnetlarge": Backbone("NASNetLarge", 331, "tf", "activation_259"),
+    "nasnetlarge": Backbone("NASNetLarge", 331, "tf", None),
     "efficientnetb0": Backbone("EfficientNetB0", 224, "none", "top_activation"),
     "resnet50": Backbone("ResNet50", 224, "caffe", "conv5_block3_out"),
     "densenet121": Backbone("DenseNet121", 224, "torch", "relu"),
@@ -85,7 +85,9 @@ def weights_origin(weights: str) -> tuple[str, str | None]:
         return weights, None
     path = Path(weights)
     if not path.is_file():
-        raise ValueError(f"weights file {weights!r} does not exist (use 'imagenet', 'none' or a path)")
+        raise ValueError(
+            f"weights file {weights!r} does not exist (use 'imagenet', 'none' or a path)"
+        )
     return str(path), hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -116,10 +118,13 @@ def build_model(settings: Settings) -> tuple[keras.Model, keras.Model, keras.Mod
     size = input_size(settings)
     keras.utils.set_random_seed(settings.seed)
     inputs = keras.Input((size, size, 3), name="image")
-    x = BackbonePreprocess(spec.preprocess, stretch=True, name="preprocess")(inputs)
+    x = BackbonePreprocess(spec.preprocess, stretch=settings.stretch, name="preprocess")(inputs)
     base = build_base(settings, x)
-    pool = layers.GlobalAveragePooling2D(name="pool") if settings.head == "gap" else (
-        layers.Flatten(name="pool"))
+    pool = (
+        layers.GlobalAveragePooling2D(name="pool")
+        if settings.head == "gap"
+        else (layers.Flatten(name="pool"))
+    )
     pooled = pool(base.output)
     stack = head_layers(settings)
     model = keras.Model(inputs, _apply(stack, pooled), name="neuroscan")
@@ -155,6 +160,11 @@ def base_layers(model: keras.Model) -> list:
     """The backbone's layers inside a built model (between preprocess and pool)."""
     names = [layer.name for layer in model.layers]
     return model.layers[names.index("preprocess") + 1 : names.index("pool")]
+
+
+def last_conv(model: keras.Model) -> str:
+    """Name of the backbone's last layer in a built model: the layer Grad-CAM looks at."""
+    return base_layers(model)[-1].name
 
 
 def set_fine_tune(model: keras.Model, n_layers: int) -> None:

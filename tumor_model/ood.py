@@ -22,8 +22,14 @@ def fit(train_features: np.ndarray, components: int = 32) -> dict:
     mean = x.mean(axis=0)
     _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
     scale = s[:k] / np.sqrt(len(x) - 1) + 1e-8
-    params = {"mean": mean, "basis": vt[:k], "scale": scale,
-              "inside_ref": 1.0, "outside_ref": 1.0, "threshold": np.inf}
+    params = {
+        "mean": mean,
+        "basis": vt[:k],
+        "scale": scale,
+        "inside_ref": 1.0,
+        "outside_ref": 1.0,
+        "threshold": np.inf,
+    }
     inside, outside = _parts(x, params)
     params["inside_ref"] = float(np.median(inside)) + 1e-8
     params["outside_ref"] = float(np.median(outside)) + 1e-8
@@ -42,7 +48,9 @@ def score(features: np.ndarray, params: dict) -> np.ndarray:
     """Distance of each feature row from the training distribution (about 2 on typical scans)."""
     x = np.atleast_2d(np.asarray(features, dtype=np.float64))
     if x.shape[1] != params["mean"].shape[0]:
-        raise ValueError(f"features have {x.shape[1]} dims, the guard expects {params['mean'].shape[0]}")
+        raise ValueError(
+            f"features have {x.shape[1]} dims, the guard expects {params['mean'].shape[0]}"
+        )
     inside, outside = _parts(x, params)
     return inside / params["inside_ref"] + outside / params["outside_ref"]
 
@@ -51,8 +59,11 @@ def calibrate(params: dict, val_features: np.ndarray, quantile: float = 0.99) ->
     """Set the warning threshold to a quantile of validation scores (in-distribution scans)."""
     if not 0.5 < quantile < 1.0:
         raise ValueError(f"quantile must be in (0.5, 1), got {quantile!r}")
-    return {**params, "threshold": float(np.quantile(score(val_features, params), quantile)),
-            "quantile": quantile}
+    return {
+        **params,
+        "threshold": float(np.quantile(score(val_features, params), quantile)),
+        "quantile": quantile,
+    }
 
 
 def save(params: dict, path: str | Path) -> None:

@@ -114,4 +114,6 @@ def check_no_leak(split_frame: pd.DataFrame) -> None:
     spans = split_frame.groupby("group").split.nunique()
     leaking = spans[spans > 1]
     if len(leaking):
-        raise ValueError(f"{len(leaking)} duplicate groups span splits, e.g. group {leaking.index[0]}")
+        raise ValueError(
+            f"{len(leaking)} duplicate groups span splits, e.g. group {leaking.index[0]}"
+        )

@@ -29,13 +29,24 @@ from .model import (
     build_model,
     fold_temperature,
     input_size,
+    last_conv,
     make_head,
     set_fine_tune,
     weights_origin,
 )
 
-HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "auc", "val_loss", "val_accuracy",
-                   "val_auc", "lr", "seconds"]
+HISTORY_COLUMNS = [
+    "epoch",
+    "phase",
+    "loss",
+    "accuracy",
+    "auc",
+    "val_loss",
+    "val_accuracy",
+    "val_auc",
+    "lr",
+    "seconds",
+]
 
 
 def log(msg: str) -> None:
@@ -52,12 +63,14 @@ def prepare_table(settings: Settings) -> tuple[pd.DataFrame, dict]:
     scanned = data.scan(files, settings.dup_thumb)
     for bad in scanned.unreadable:
         log(f"skipped unreadable file: {bad['error']}")
-    groups = split.duplicate_groups(list(scanned.images.sha256), scanned.thumbs,
-                                    settings.dup_threshold)
+    groups = split.duplicate_groups(
+        list(scanned.images.sha256), scanned.thumbs, settings.dup_threshold
+    )
     table = scanned.images.assign(group=groups)
     if settings.split == "group":
-        table["split"] = split.group_split(table.label, groups, settings.val_fraction,
-                                           settings.test_fraction, settings.seed)
+        table["split"] = split.group_split(
+            table.label, groups, settings.val_fraction, settings.test_fraction, settings.seed
+        )
         split.check_no_leak(table)
     else:
         table["split"] = split.random_split(len(table), settings.seed)
@@ -80,15 +93,26 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def _compile(model, lr: float) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
-                  metrics=["accuracy", keras.metrics.AUC(name="auc")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
 
 
-def _fit(model, train, val, epochs, settings, class_weight, phase, **kw) -> pd.DataFrame:
-    stop = keras.callbacks.EarlyStopping("val_loss", patience=settings.patience,
-                                         restore_best_weights=True)
-    hist = model.fit(*train, validation_data=val, epochs=epochs, class_weight=class_weight,
-                     callbacks=[EpochTimer(), stop], verbose=2, **kw)
+def _fit(model, train, val, epochs, settings, class_weight, phase, verbose=2, **kw):
+    stop = keras.callbacks.EarlyStopping(
+        "val_loss", patience=settings.patience, restore_best_weights=True
+    )
+    hist = model.fit(
+        *train,
+        validation_data=val,
+        epochs=epochs,
+        class_weight=class_weight,
+        callbacks=[EpochTimer(), stop],
+        verbose=verbose,
+        **kw,
+    )
     frame = pd.DataFrame(hist.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     frame.insert(1, "phase", phase)
@@ -102,35 +126,67 @@ def class_weights(labels: np.ndarray, enabled: bool) -> dict | None:
     return {i: len(labels) / (2.0 * c) for i, c in enumerate(counts)}
 
 
-def train_head(head, x, y, is_train, is_val, settings) -> pd.DataFrame:
+def train_head(head, x, y, is_train, is_val, settings, verbose=2) -> pd.DataFrame:
     """Phase 1: the head alone on cached features."""
     _compile(head, settings.head_lr)
-    return _fit(head, (x[is_train], y[is_train]), (x[is_val], y[is_val]), settings.head_epochs,
-                settings, class_weights(y[is_train], settings.class_weights), "head",
-                batch_size=settings.batch_size, shuffle=True)
+    n = int(is_train.sum())
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((x[is_train], y[is_train].astype("float32")))
+        .shuffle(n, seed=settings.seed, reshuffle_each_iteration=True)
+        # full batches only: replicas of a MirroredStrategy must get equal shares
+        .batch(settings.batch_size, drop_remainder=n > settings.batch_size)
+    )
+    return _fit(
+        head,
+        (train_ds,),
+        (x[is_val], y[is_val]),
+        settings.head_epochs,
+        settings,
+        class_weights(y[is_train], settings.class_weights),
+        "head",
+        verbose=verbose,
+    )
 
 
 def augmenter(seed: int) -> keras.Sequential:
     """Light, brain-preserving augmentation on 0-255 pixels."""
-    return keras.Sequential([
-        keras.layers.RandomFlip("horizontal", seed=seed),
-        keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
-        keras.layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed),
-        keras.layers.RandomContrast(0.3, value_range=(0, 255), seed=seed),
-        keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
-        keras.layers.GaussianNoise(4.0, seed=seed),
-    ], name="augment")
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
+            keras.layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed),
+            keras.layers.RandomContrast(0.3, value_range=(0, 255), seed=seed),
+            keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
+        ],
+        name="augment",
+    )
+
+
+def gamma_and_noise(x):
+    """Random gamma in [0.7, 1.4] per image and Gaussian noise of sd 3 grey levels."""
+    gamma = tf.exp(tf.random.uniform([tf.shape(x)[0], 1, 1, 1], -0.35, 0.35))
+    x = 255.0 * tf.pow(tf.clip_by_value(x, 0.0, 255.0) / 255.0, gamma)
+    return x + tf.random.normal(tf.shape(x), stddev=3.0)
 
 
 def pixel_dataset(pixels, labels, settings, training: bool) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((pixels, labels.astype("float32")))
     if training:
         ds = ds.shuffle(len(labels), seed=settings.seed)
-    ds = ds.batch(settings.batch_size)
+    ds = ds.batch(
+        settings.batch_size, drop_remainder=training and len(labels) > settings.batch_size
+    )
     if training and settings.augment:
         aug = augmenter(settings.seed)
-        ds = ds.map(lambda x, y: (tf.clip_by_value(aug(tf.cast(x, "float32"), training=True),
-                                                   0, 255), y), num_parallel_calls=2)
+        ds = ds.map(
+            lambda x, y: (
+                tf.clip_by_value(
+                    gamma_and_noise(aug(tf.cast(x, "float32"), training=True)), 0, 255
+                ),
+                y,
+            ),
+            num_parallel_calls=2,
+        )
     else:
         ds = ds.map(lambda x, y: (tf.cast(x, "float32"), y))
     return ds.prefetch(2)
@@ -142,13 +198,24 @@ def fine_tune(model, table, settings) -> pd.DataFrame:
     parts = {}
     for name in ("train", "val"):
         rows = table[table.split == name]
-        parts[name] = pixel_dataset(features.load_pixels(rows, size, settings.geometry),
-                                    rows.label.to_numpy(), settings, training=name == "train")
+        parts[name] = pixel_dataset(
+            features.load_pixels(rows, size, settings.geometry),
+            rows.label.to_numpy(),
+            settings,
+            training=name == "train",
+        )
     set_fine_tune(model, settings.fine_tune_layers)
     _compile(model, settings.fine_tune_lr)
     y = table[table.split == "train"].label.to_numpy()
-    return _fit(model, (parts["train"],), parts["val"], settings.fine_tune_epochs, settings,
-                class_weights(y, settings.class_weights), "fine_tune")
+    return _fit(
+        model,
+        (parts["train"],),
+        parts["val"],
+        settings.fine_tune_epochs,
+        settings,
+        class_weights(y, settings.class_weights),
+        "fine_tune",
+    )
 
 
 def predict_pixels(model, table, settings, batch: int = 64) -> np.ndarray:
@@ -182,11 +249,12 @@ def cross_validate(x, table, settings, folds: int) -> dict:
         inner = split.grouped_folds(y[rest], groups[rest], 9, settings.seed + k)[0]
         tr, va = rest[inner[0]], rest[inner[1]]
         head = make_head(settings, x.shape[1])
-        with contextlib.redirect_stdout(None):
-            train_head(head, x, y, _mask(tr, len(y)), _mask(va, len(y)), settings)
+        train_head(head, x, y, _mask(tr, len(y)), _mask(va, len(y)), settings, verbose=0)
         val_p = head.predict(x[va], verbose=0).ravel()
         temperature, thr = decide(y[va], val_p, settings)
-        probs[test] = evaluate.apply_temperature(head.predict(x[test], verbose=0).ravel(), temperature)
+        probs[test] = evaluate.apply_temperature(
+            head.predict(x[test], verbose=0).ravel(), temperature
+        )
         thresholds[test], fold_of[test] = thr, k
         fold_acc.append(float(np.mean((probs[test] >= thr) == y[test])))
         log(f"CV fold {k + 1}/{folds}: accuracy {fold_acc[-1]:.4f}")
@@ -223,11 +291,18 @@ def _png_bytes(img: Image.Image) -> bytes:
 # ----------------------------------------------------------------------------- artifacts
 
 
-def model_card(settings, model_path, table, summary, threshold, temperature, seconds, metrics):
+def model_card(
+    settings, model, model_path, table, summary, threshold, temperature, seconds, metrics
+):
     origin, sha = weights_origin(settings.weights)
     spec = BACKBONES[settings.backbone]
-    versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
-                "keras": keras.__version__, "numpy": np.__version__, "pandas": pd.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
     return {
         "name": "NeuroScan brain-MRI tumour classifier",
         "class_names": list(CLASS_NAMES),
@@ -235,12 +310,13 @@ def model_card(settings, model_path, table, summary, threshold, temperature, sec
         "input_size": input_size(settings),
         "input": "RGB uint8 0-255, (input_size, input_size, 3), made by tumor_model.imageio.prepare",
         "geometry": settings.geometry,
-        "preprocessing": f"inside the model: per-image min-max stretch, then '{spec.preprocess}' "
-                         f"mode of keras.applications ({settings.backbone})",
+        "preprocessing": "inside the model: "
+        + ("per-image min-max stretch, then " if settings.stretch else "")
+        + f"'{spec.preprocess}' mode of keras.applications ({settings.backbone})",
         "threshold": float(threshold),
         "temperature": float(temperature),
         "backbone": settings.backbone,
-        "last_conv": spec.last_conv,
+        "last_conv": last_conv(model),
         "head": settings.head,
         "weights_origin": origin,
         "weights_sha256": sha,
@@ -249,8 +325,10 @@ def model_card(settings, model_path, table, summary, threshold, temperature, sec
         "data_counts": table.groupby("split").label.value_counts().unstack().to_dict(),
         "split": settings.split,
         "seed": settings.seed,
-        "test_metrics": {k: metrics["test"]["metrics"][k] for k in
-                         ("accuracy", "sensitivity", "specificity", "roc_auc")},
+        "test_metrics": {
+            k: metrics["test"]["metrics"][k]
+            for k in ("accuracy", "sensitivity", "specificity", "roc_auc")
+        },
         "versions": versions,
         "train_seconds": round(seconds, 1),
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -291,12 +369,17 @@ def replace_dir(tmp: Path, final: Path) -> None:
 # ----------------------------------------------------------------------------- the run
 
 
-def strategy_scope(settings):
-    if settings.strategy == "mirrored":
-        strategy = tf.distribute.MirroredStrategy()
-        log(f"MirroredStrategy over {strategy.num_replicas_in_sync} devices")
-        return strategy.scope()
-    return contextlib.nullcontext()
+def make_strategy(settings):
+    """tf.distribute strategy for the run (None: the default device)."""
+    if settings.strategy != "mirrored":
+        return None
+    strategy = tf.distribute.MirroredStrategy()
+    log(f"MirroredStrategy over {strategy.num_replicas_in_sync} devices")
+    return strategy
+
+
+def in_scope(strategy):
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def run(settings: Settings, cv_folds: int = 0, shortcut: bool = True, samples: bool = True) -> Path:
@@ -304,13 +387,17 @@ def run(settings: Settings, cv_folds: int = 0, shortcut: bool = True, samples: b
     start = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
     table, summary = prepare_table(settings)
-    with strategy_scope(settings):
+    strategy = make_strategy(settings)
+    with in_scope(strategy):
         model, feat_model, head = build_model(settings)
     log(f"model {settings.backbone} ({input_size(settings)} px), {model.count_params():,} params")
     x = features.extract(feat_model, table, settings)
-    y, is_train, is_val = table.label.to_numpy(), (table.split == "train").to_numpy(), (
-        table.split == "val").to_numpy()
-    with strategy_scope(settings):
+    y, is_train, is_val = (
+        table.label.to_numpy(),
+        (table.split == "train").to_numpy(),
+        (table.split == "val").to_numpy(),
+    )
+    with in_scope(strategy):
         history = [train_head(head, x, y, is_train, is_val, settings)]
         if settings.fine_tune_layers:
             history.append(fine_tune(model, table, settings))
@@ -318,8 +405,9 @@ def run(settings: Settings, cv_folds: int = 0, shortcut: bool = True, samples: b
 
     # Decisions on validation; the temperature is folded into the model's last layer.
     val = table[is_val]
-    temperature, threshold = decide(val.label.to_numpy(), predict_pixels(model, val, settings),
-                                    settings)
+    temperature, threshold = decide(
+        val.label.to_numpy(), predict_pixels(model, val, settings), settings
+    )
     fold_temperature(model, temperature)
     log(f"temperature {temperature:.3f}, threshold {threshold:.3f} (chosen on validation)")
 
@@ -331,8 +419,19 @@ def run(settings: Settings, cv_folds: int = 0, shortcut: bool = True, samples: b
         metrics["shortcut"] = _shortcut_block(model, table, threshold, settings)
     guard = ood.calibrate(ood.fit(x[is_train]), x[is_val])
     seconds = time.perf_counter() - start
-    return save(settings, model, table, summary, history, metrics, guard, threshold, temperature,
-                seconds, samples)
+    return save(
+        settings,
+        model,
+        table,
+        summary,
+        history,
+        metrics,
+        guard,
+        threshold,
+        temperature,
+        seconds,
+        samples,
+    )
 
 
 def _all_probabilities(model, head, x, table, settings, temperature) -> np.ndarray:
@@ -352,16 +451,25 @@ def evaluation(table, threshold, settings) -> dict:
     out = {}
     for name in ("test", "val"):
         part = table[table.split == name]
-        out[name] = evaluate.report(part.label, part.probability, threshold, settings.bootstrap,
-                                    settings.seed)
+        out[name] = evaluate.report(
+            part.label, part.probability, threshold, settings.bootstrap, settings.seed
+        )
         grouped = evaluate.group_level(part)
-        out[f"{name}_groups"] = evaluate.report(grouped.label, grouped.probability, threshold,
-                                                settings.bootstrap, settings.seed)
-    out["protocol"] = {"split": settings.split, "seed": settings.seed,
-                       "data_dirs": list(settings.data_dirs)}
+        out[f"{name}_groups"] = evaluate.report(
+            grouped.label, grouped.probability, threshold, settings.bootstrap, settings.seed
+        )
+    out["protocol"] = {
+        "split": settings.split,
+        "seed": settings.seed,
+        "data_dirs": list(settings.data_dirs),
+    }
     m = out["test"]["metrics"]
-    log("test: " + ", ".join(f"{k} {v['value']:.4f} [{v['ci_low']:.4f}, {v['ci_high']:.4f}]"
-                             for k, v in m.items()))
+    log(
+        "test: "
+        + ", ".join(
+            f"{k} {v['value']:.4f} [{v['ci_low']:.4f}, {v['ci_high']:.4f}]" for k, v in m.items()
+        )
+    )
     return out
 
 
@@ -371,14 +479,30 @@ def _shortcut_block(model, table, threshold, settings) -> dict:
     before = float(np.mean((test.probability >= threshold) == test.label))
     after = float(np.mean((redone.probability >= threshold) == redone.label))
     log(f"shortcut check: accuracy {before:.4f} as stored, {after:.4f} re-encoded as padded PNG")
-    return {"accuracy_original": before, "accuracy_reencoded": after, "drop": before - after,
-            "protocol": "every test image padded to a 256x256 square and re-encoded as PNG",
-            "mean_abs_probability_change": float(np.mean(np.abs(
-                redone.probability.to_numpy() - test.probability.to_numpy())))}
+    return {
+        "accuracy_original": before,
+        "accuracy_reencoded": after,
+        "drop": before - after,
+        "protocol": "every test image padded to a 256x256 square and re-encoded as PNG",
+        "mean_abs_probability_change": float(
+            np.mean(np.abs(redone.probability.to_numpy() - test.probability.to_numpy()))
+        ),
+    }
 
 
-def save(settings, model, table, summary, history, metrics, guard, threshold, temperature,
-         seconds, samples) -> Path:
+def save(
+    settings,
+    model,
+    table,
+    summary,
+    history,
+    metrics,
+    guard,
+    threshold,
+    temperature,
+    seconds,
+    samples,
+) -> Path:
     final = Path(settings.out_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{int(time.time())}")
@@ -388,15 +512,29 @@ def save(settings, model, table, summary, history, metrics, guard, threshold, te
     history.to_csv(tmp / "history.csv", index=False)
     cols = ["path", "root", "split", "group", "label", "probability"]
     table[cols].to_csv(tmp / "predictions.csv", index=False)
-    table[["path", "root", "sha256", "group", "label", "split"]].to_csv(tmp / "split.csv",
-                                                                        index=False)
+    table[["path", "root", "sha256", "group", "label", "split"]].to_csv(
+        tmp / "split.csv", index=False
+    )
     data.write_json(summary, tmp / "dataset_summary.json")
     data.write_json(metrics, tmp / "metrics.json")
     ood.save(guard, tmp / "ood.npz")
-    card = model_card(settings, tmp / "model.keras", table, summary, threshold, temperature,
-                      seconds, metrics)
-    card["ood"] = {"file": "ood.npz", "threshold": guard["threshold"],
-                   "quantile": guard["quantile"], "features": "pool layer output"}
+    card = model_card(
+        settings,
+        model,
+        tmp / "model.keras",
+        table,
+        summary,
+        threshold,
+        temperature,
+        seconds,
+        metrics,
+    )
+    card["ood"] = {
+        "file": "ood.npz",
+        "threshold": guard["threshold"],
+        "quantile": guard["quantile"],
+        "features": "pool layer output",
+    }
     data.write_json(card, tmp / "model_card.json")
     if samples:
         write_samples(table, tmp)

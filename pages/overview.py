@@ -1,0 +1,143 @@
+"""Overview: what the model is, how it was evaluated, headline metrics and the model card."""
+
+import streamlit as st
+
+from tumor_model import dashboard as dash
+
+dash.through_main_script()
+ART = dash.artifacts_dir()
+read = st.cache_data(dash.read_artifact, show_spinner=False)
+
+
+def load(name: str):
+    try:
+        return read(str(ART), name, dash.stamp(ART, name))
+    except dash.ArtifactError as err:
+        st.error(str(err), icon=":material/error:")
+        return None
+
+
+GEOMETRY = {
+    "crop-pad": "cropped to the head and padded to a square",
+    "pad": "padded to a square",
+    "squash": "resized to a square (aspect not kept)",
+}
+
+
+def model_section(card: dict) -> None:
+    st.header("The model")
+    weights = str(card.get("weights_origin") or "")
+    start = (
+        "trained from scratch" if weights in ("", "none") else "with ImageNet-pretrained weights"
+    )
+    geometry = GEOMETRY.get(card.get("geometry"), f"prepared with geometry {card.get('geometry')}")
+    st.markdown(
+        f"A **{card.get('backbone', '?')}** backbone {start}, a small classification head and a "
+        "single sigmoid output: P(tumour). Images are read by content (JPEG, PNG, TIFF, DICOM), "
+        f"{geometry} and resized to {card.get('input_size', '?')} px. The decision threshold and a "
+        "temperature (calibration) were chosen on the validation split only."
+    )
+    st.dataframe(dash.model_facts(card), hide_index=True, key="overview_facts")
+    counts = dash.data_counts(card)
+    if not counts.empty:
+        st.markdown("**Training data**: images per split and class")
+        table = counts.pivot(index="split", columns="class", values="count")
+        st.dataframe(table, key="overview_counts")
+
+
+def evaluation_text() -> None:
+    st.header("How it was evaluated")
+    st.markdown(
+        "- **Duplicate-group split (default).** Exact copies and near copies of an image form one "
+        "group; every group lies in one split, so no test image has a copy in training.\n"
+        "- **Group level.** Each duplicate group counted once (mean probability of its files).\n"
+        "- **Random split (the report's protocol).** Files split 80/10/10 at random: copies of "
+        "test images sit in training, so its numbers are optimistic.\n"
+        "- **Grouped cross-validation.** K folds by duplicate group on frozen features.\n\n"
+        "All intervals are 95% percentile-bootstrap confidence intervals."
+    )
+
+
+def headline_section(metrics: dict) -> None:
+    st.header("Headline metrics")
+    present = [k for k in dash.PROTOCOLS if dash.metric_items(metrics.get(k))]
+    if not present:
+        st.warning("metrics.json holds no metric blocks (test, random_split, cv).")
+        return
+    for col, key in zip(st.columns(len(present)), present, strict=True):
+        items = dash.metric_items(metrics[key])
+        with col:
+            st.subheader(dash.SHORT[key])
+            for name in ("accuracy", "roc_auc"):
+                if name in items:
+                    label = f"{dash.SHORT[key]}: {dash.LABELS[name]}"
+                    st.metric(label, dash.fmt_value(name, items[name]["value"]))
+                    st.caption(dash.ci_text(name, items[name]))
+    missing = [dash.SHORT[k] for k in dash.PROTOCOLS if k not in present]
+    if missing:
+        st.caption(f"Not in metrics.json: {', '.join(missing)}.")
+    st.dataframe(dash.protocol_table(metrics), hide_index=True, key="overview_protocols")
+    st.caption(
+        "Cells: value (95% CI). Group split = "
+        + dash.PROTOCOLS["test"]
+        + "; per group = "
+        + dash.PROTOCOLS["test_groups"]
+        + "."
+    )
+    shortcut_section(metrics.get("shortcut"))
+
+
+def shortcut_section(block) -> None:
+    if not isinstance(block, dict):
+        return
+    st.subheader("Shortcut check")
+    st.caption(block.get("protocol", "Test images re-encoded to remove file-format cues."))
+    if "accuracy_original" in block:
+        a, b = st.columns(2)
+        a.metric("Accuracy as stored", dash.fmt_value("accuracy", block["accuracy_original"]))
+        b.metric(
+            "Accuracy re-encoded",
+            dash.fmt_value("accuracy", block["accuracy_reencoded"]),
+            delta=f"{-100 * block.get('drop', 0):.1f} points",
+        )
+    else:
+        st.dataframe(
+            dash.metrics_frame(dash.metric_items(block)), hide_index=True, key="overview_shortcut"
+        )
+
+
+def card_section(card: dict) -> None:
+    with st.expander("Model card (model_card.json)", expanded=False, key="overview_card"):
+        st.json(card, expanded=1)
+
+
+def links() -> None:
+    st.header("Explore")
+    cols = st.columns(4)
+    for col, (path, label, icon) in zip(
+        cols,
+        [
+            ("pages/dataset.py", "Dataset and duplicates", ":material/photo_library:"),
+            ("pages/training.py", "Training curves", ":material/show_chart:"),
+            ("pages/evaluation.py", "Evaluation, threshold", ":material/fact_check:"),
+            ("pages/predict.py", "Predict an image", ":material/neurology:"),
+        ],
+        strict=True,
+    ):
+        with col:
+            st.page_link(path, label=label, icon=icon)
+
+
+st.title("NeuroScan: brain-MRI tumour detection")
+st.caption(
+    "Research tool — not for diagnosis. Every number below comes from the shipped artifacts."
+)
+card, metrics = load("model_card.json"), load("metrics.json")
+if card is not None:
+    model_section(card)
+evaluation_text()
+if metrics is not None:
+    headline_section(metrics)
+if card is not None:
+    card_section(card)
+links()

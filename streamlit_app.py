@@ -1,0 +1,73 @@
+"""NeuroScan dashboard: the only router. Run with `streamlit run streamlit_app.py`.
+
+The sidebar shows the model in use, where the dataset is and the research-only notice; the pages
+read the shipped artifacts (see DEVELOPERS.md, "Artifacts contract").
+"""
+
+import os
+
+import streamlit as st
+
+from tumor_model import dashboard as dash
+
+st.set_page_config(page_title="NeuroScan", layout="wide")
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:"),
+    st.Page("pages/training.py", title="Training", icon=":material/show_chart:"),
+    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/fact_check:"),
+    st.Page("pages/predict.py", title="Predict", icon=":material/neurology:"),
+]
+read = st.cache_data(dash.read_artifact, show_spinner=False)
+
+
+def load(name: str):
+    """An artifact, or None (the pages show the full error; the sidebar only notes it)."""
+    art = dash.artifacts_dir()
+    try:
+        return read(str(art), name, dash.stamp(art, name))
+    except dash.ArtifactError:
+        return None
+
+
+def model_panel() -> None:
+    st.sidebar.subheader("Model in use")
+    card, metrics = load("model_card.json"), load("metrics.json")
+    if card is None:
+        st.sidebar.error("No readable model_card.json: open a page for how to rebuild it.")
+        return
+    st.sidebar.markdown(
+        f"**{card.get('backbone', '?')}**, {card.get('input_size', '?')} px, "
+        f"threshold {card.get('threshold', float('nan')):.3f}"
+    )
+    st.sidebar.caption(f"Trained {card.get('trained_at', 'at an unknown time')}")
+    acc = dash.headline(card, metrics)
+    if acc is not None:
+        st.sidebar.metric("Test accuracy (group split)", dash.fmt_value("accuracy", acc["value"]))
+        st.sidebar.caption(dash.ci_text("accuracy", acc))
+
+
+def data_panel() -> None:
+    st.sidebar.subheader("Dataset")
+    typed = st.sidebar.text_input(
+        "Dataset folder",
+        value=os.environ.get(dash.DATA_ENV, ""),
+        key="data_dir",
+        placeholder="../shared/data/brain-tumor-dataset",
+        help=f"Image root the model was trained on (or ${dash.DATA_ENV}).",
+    )
+    root = dash.data_dir(typed)
+    st.session_state["data_root"] = str(root) if root else None
+    if root:
+        st.sidebar.caption(f"Reading images from `{root}`")
+    else:
+        st.sidebar.info("dataset not found — pages show the shipped artifacts only")
+
+
+page = st.navigation(PAGES)
+st.sidebar.warning("Research tool — not for diagnosis", icon=":material/warning:")
+model_panel()
+data_panel()
+st.sidebar.caption(f"Artifacts: `{dash.artifacts_dir()}`")
+page.run()

@@ -1,0 +1,163 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, tiny_settings
+from sklearn import metrics as skm
+
+from tumor_model import evaluate, split, train
+from tumor_model.predict import Predictor
+
+EXPECTED = [
+    "model.keras",
+    "model_card.json",
+    "settings.json",
+    "history.csv",
+    "metrics.json",
+    "predictions.csv",
+    "split.csv",
+    "dataset_summary.json",
+    "ood.npz",
+    "samples",
+]
+
+
+def test_artifacts_complete(tiny_artifacts):
+    for name in EXPECTED:
+        assert (tiny_artifacts / name).exists(), name
+    card = json.loads((tiny_artifacts / "model_card.json").read_text())
+    assert card["class_names"] == ["healthy", "tumor"]
+    assert card["input_size"] == 32 and card["backbone"] == "mobilenetv2"
+    assert 0 < card["threshold"] < 1 and card["temperature"] > 0
+    assert card["last_conv"] == "out_relu"
+    assert len(card["model_sha256"]) == 64
+    hist = pd.read_csv(tiny_artifacts / "history.csv")
+    assert list(hist.columns) == train.HISTORY_COLUMNS
+    assert (hist.phase == "head").all() and hist.seconds.gt(0).all()
+    samples = pd.read_csv(tiny_artifacts / "samples" / "samples.csv")
+    assert set(samples.class_name) == {"healthy", "tumor"}
+
+
+def test_split_csv_has_no_leak_and_skips_corrupt(tiny_artifacts, tiny_dataset):
+    _, facts = tiny_dataset
+    table = pd.read_csv(tiny_artifacts / "split.csv")
+    split.check_no_leak(table)
+    assert facts["corrupt"] not in set(table.path)
+    assert set(table.split) == {"train", "val", "test"}
+    summary = json.loads((tiny_artifacts / "dataset_summary.json").read_text())
+    assert [u["path"] for u in summary["unreadable"]] == [facts["corrupt"]]
+
+
+def test_metrics_agree_with_predictions_and_sklearn(tiny_artifacts):
+    metrics = json.loads((tiny_artifacts / "metrics.json").read_text())
+    preds = pd.read_csv(tiny_artifacts / "predictions.csv")
+    test = preds[preds.split == "test"]
+    thr = metrics["test"]["threshold"]
+    m = metrics["test"]["metrics"]
+    pred = test.probability >= thr
+    assert m["accuracy"]["value"] == pytest.approx(skm.accuracy_score(test.label, pred))
+    assert m["roc_auc"]["value"] == pytest.approx(skm.roc_auc_score(test.label, test.probability))
+    assert metrics["test"]["n"] == len(test)
+    grouped = evaluate.group_level(test)
+    assert metrics["test_groups"]["n"] == len(grouped)
+    assert metrics["cv"]["folds"] == 3 and len(metrics["cv"]["fold_accuracy"]) == 3
+    assert "accuracy_reencoded" in metrics["shortcut"]
+
+
+def test_saved_model_reproduces_predictions(tiny_artifacts):
+    predictor = Predictor(tiny_artifacts)
+    preds = pd.read_csv(tiny_artifacts / "predictions.csv")
+    test = preds[preds.split == "test"].head(5)
+    out = predictor.predict_files([os.path.join(r, p) for r, p in zip(test.root, test.path)])
+    np.testing.assert_allclose([o["probability"] for o in out], test.probability, atol=1e-4)
+
+
+def test_threshold_setting_is_used(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    out = train.run(
+        tiny_settings(root, tmp_path / "a", threshold=0.5, calibrate=False, head_epochs=2),
+        shortcut=False,
+        samples=False,
+    )
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["threshold"] == 0.5 and card["temperature"] == 1.0
+
+
+def test_fine_tune_phase_and_random_split(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    out = train.run(
+        tiny_settings(
+            root,
+            tmp_path / "ft",
+            fine_tune_layers=5,
+            fine_tune_epochs=2,
+            head_epochs=2,
+            split="random",
+        ),
+        shortcut=False,
+        samples=False,
+    )
+    hist = pd.read_csv(out / "history.csv")
+    assert list(hist.phase.unique()) == ["head", "fine_tune"]
+    table = pd.read_csv(out / "split.csv")
+    assert (table.split == "test").sum() == len(table) - int(0.8 * len(table)) - (
+        (table.split == "val").sum()
+    )
+
+
+def test_killed_run_leaves_previous_artifacts(tiny_dataset, tmp_path):
+    """A real training run killed mid-way (SIGKILL) must not touch the finished artifacts."""
+    root, _ = tiny_dataset
+    settings = tiny_settings(root, tmp_path / "art", head_epochs=2)
+    first = train.run(settings, shortcut=False, samples=False)
+    before = (first / "model.keras").read_bytes()
+    code = (
+        "import time, tumor_model.train as t\n"
+        "orig = t.save\n"
+        "def slow(*a, **k):\n"
+        "    print('SAVING', flush=True); time.sleep(60)\n"
+        "t.save = slow\n"
+        f"from tumor_model.config import Settings; t.run(Settings.from_json({str(first / 'settings.json')!r}), shortcut=False)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    for line in proc.stdout:
+        if "SAVING" in line or "temperature" in line:
+            break
+    proc.kill()
+    proc.wait()
+    assert (first / "model.keras").read_bytes() == before
+    keras.saving.load_model(first / "model.keras", safe_mode=True)
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    settings = tiny_settings(
+        root, tmp_path / "mirrored", strategy="mirrored", head_epochs=2, batch_size=8
+    )
+    settings.to_json(tmp_path / "s.json")
+    code = (
+        "import tensorflow as tf\n"
+        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+        "from tumor_model import train\nfrom tumor_model.config import Settings\n"
+        "orig = tf.distribute.MirroredStrategy\n"
+        "train.tf.distribute.MirroredStrategy = lambda: orig(['/cpu:0', '/cpu:1'])\n"
+        f"train.run(Settings.from_json({str(tmp_path / 's.json')!r}), shortcut=False, samples=False)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "MirroredStrategy over 2 devices" in done.stdout
+    assert (tmp_path / "mirrored" / "model.keras").is_file()

@@ -1,0 +1,303 @@
+"""Visual explanations of the classifier: Grad-CAM, Grad-CAM++, Score-CAM and SmoothGrad.
+
+Thin wrappers around tf-keras-vis, which works with Keras 3 only on a FLAT functional model (ours
+is, see `tumor_model.model`). The loaded model is never modified: the `Explainer` works on its
+own clone whose sigmoid output is replaced by the linear logit (`ReplaceToLinear`).
+
+What is explained: by default the PREDICTED class. For a "tumor" prediction the score is the
+tumour logit z (regions that raised P(tumour)); for a "healthy" prediction it is -z, the logit of
+1 - P(tumour) (regions that lowered it). Pass `target=1` or `target=0` to choose yourself.
+Score-CAM weighs channels by softmax probabilities, which a single sigmoid unit cannot give, so its
+model gets a fixed two-logit layer [0, z]: softmax([0, z]) = [1 - p, p].
+
+`heatmap()` returns a float32 (S, S) map in 0..1 (0 everywhere when nothing pushed the score up);
+`overlay()` blends it over the image with a colormap; `to_png()` encodes either as PNG bytes.
+Colormaps are built in (no matplotlib).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+METHODS = ("gradcam", "gradcam++", "scorecam", "smoothgrad")
+METHOD_NAMES = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "scorecam": "Score-CAM",
+    "smoothgrad": "SmoothGrad",
+}
+
+
+def _jet(x: np.ndarray) -> np.ndarray:
+    return np.stack([np.clip(1.5 - np.abs(4 * x - k), 0, 1) for k in (3, 2, 1)], axis=-1)
+
+
+def _hot(x: np.ndarray) -> np.ndarray:
+    return np.stack([np.clip(3 * x - k, 0, 1) for k in (0, 1, 2)], axis=-1)
+
+
+def _anchors(hexes: str):
+    """A colormap from evenly spaced hex colours (sampled from matplotlib's perceptual maps)."""
+    rgb = np.array([[int(h[i : i + 2], 16) for i in (0, 2, 4)] for h in hexes.split()]) / 255.0
+    grid = np.linspace(0, 1, len(rgb))
+
+    def cmap(x: np.ndarray) -> np.ndarray:
+        return np.stack([np.interp(x, grid, rgb[:, c]) for c in range(3)], axis=-1)
+
+    return cmap
+
+
+COLORMAPS = {
+    "jet": _jet,
+    "viridis": _anchors("440154 472c7a 3b518b 2c718e 21908d 27ad81 5cc863 aadc32 fde725"),
+    "inferno": _anchors("000004 1f0c48 550f6d 88226a ba3655 e35933 f98c0a f9c932 fcffa4"),
+    "magma": _anchors("000004 1c1044 4f127b 812581 b5367a e55064 fb8761 fec287 fcfdbf"),
+    "hot": _hot,
+}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    heatmap: np.ndarray  # float32 (S, S) in 0..1
+    method: str  # one of METHODS
+    target: int  # the class explained: 1 = tumour (score z), 0 = healthy (score -z)
+    probability: float | None  # P(tumour), computed only when the target was not given
+    seconds: float  # time the map took
+
+    @property
+    def empty(self) -> bool:
+        """True when no region pushed the explained score up (the map is all zeros)."""
+        return float(self.heatmap.max()) <= 1e-6
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"unknown explanation method {method!r}; choose one of {METHODS}")
+    return method
+
+
+class Explainer:
+    """Explanations of one flat sigmoid classifier; visualizers are built once, on first use.
+
+    `model`: the classifier (raw RGB 0-255 input (S, S, 3), one sigmoid output); never modified.
+    `last_conv`: the layer whose activations the CAM methods use (model card field `last_conv`).
+    `threshold`: decision threshold on P(tumour), to find the predicted class.
+    """
+
+    def __init__(
+        self,
+        model,
+        last_conv: str,
+        threshold: float = 0.5,
+        scorecam_max_n: int = 64,
+        smooth_samples: int = 16,
+        smooth_noise: float = 0.2,
+    ):
+        names = [layer.name for layer in model.layers]
+        if last_conv not in names:
+            raise ValueError(f"layer {last_conv!r} (last_conv) is not in model {model.name!r}")
+        if len(model.inputs) != 1 or len(model.outputs) != 1 or model.output.shape[-1] != 1:
+            raise ValueError("Explainer needs a model with one image input and one sigmoid output")
+        if len(model.get_layer(last_conv).output.shape) != 4:
+            raise ValueError(f"layer {last_conv!r} does not give (batch, h, w, channels) maps")
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+        self.model, self.last_conv, self.threshold = model, last_conv, float(threshold)
+        self.size = tuple(int(d) for d in model.input.shape[1:3])
+        self.scorecam_max_n = int(min(scorecam_max_n, model.get_layer(last_conv).output.shape[-1]))
+        self.smooth_samples, self.smooth_noise = int(smooth_samples), float(smooth_noise)
+        self._lock = threading.RLock()
+        self._linear = None
+        self._viz: dict = {}
+
+    # ------------------------------------------------------------------ building (once, cached)
+
+    def linear_model(self):
+        """A clone of the model with the same weights whose output is the logit z (not sigmoid)."""
+        with self._lock:
+            if self._linear is None:
+                import keras
+                from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+                clone = keras.models.clone_model(self.model)
+                clone.set_weights(self.model.get_weights())
+                ReplaceToLinear()(clone)
+                self._linear = clone
+            return self._linear
+
+    def visualizer(self, method: str):
+        """The tf-keras-vis object of `method`, built on first use and kept."""
+        check_method(method)
+        with self._lock:
+            if method not in self._viz:
+                self._viz[method] = self._build(method)
+            return self._viz[method]
+
+    def _build(self, method: str):
+        with _quiet():  # tf-keras-vis imports the deprecated scipy.ndimage.interpolation
+            from tf_keras_vis.gradcam import Gradcam
+            from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+            from tf_keras_vis.saliency import Saliency
+            from tf_keras_vis.scorecam import Scorecam
+
+        linear = self.linear_model()
+        if method == "gradcam":
+            return Gradcam(linear, model_modifier=None, clone=False)
+        if method == "gradcam++":
+            return GradcamPlusPlus(linear, model_modifier=None, clone=False)
+        if method == "smoothgrad":
+            return Saliency(linear, model_modifier=None, clone=False)
+        import keras
+
+        z = linear.output
+        two = keras.layers.Dense(2, use_bias=False, trainable=False, name="two_class_logits")
+        model = keras.Model(linear.inputs, two(z), name=f"{self.model.name}_two_logits")
+        two.set_weights([np.array([[0.0, 1.0]], dtype="float32")])
+        viz = Scorecam(model, model_modifier=None, clone=False)
+        viz.model.predict = functools.partial(viz.model.predict, verbose=0)  # no progress bar
+        return viz
+
+    # ------------------------------------------------------------------ explaining
+
+    def _batch(self, pixels) -> np.ndarray:
+        arr = np.asarray(pixels)
+        if arr.shape != (*self.size, 3):
+            raise ValueError(
+                f"pixels must have shape {(*self.size, 3)} (from imageio.prepare), got {arr.shape}"
+            )
+        return arr.astype("float32")[None]
+
+    def probability(self, pixels) -> float:
+        """P(tumour) of one prepared image (from the clone: z -> sigmoid)."""
+        z = float(np.asarray(self.linear_model()(self._batch(pixels), training=False))[0, 0])
+        return float(1.0 / (1.0 + np.exp(-z)))
+
+    def explain(self, pixels, method: str = "gradcam", target: int | None = None) -> Explanation:
+        """Explain one prepared image ((S, S, 3) uint8 from `imageio.prepare`)."""
+        check_method(method)
+        if target not in (None, 0, 1):
+            raise ValueError(f"target must be None (the predicted class), 0 or 1, got {target!r}")
+        batch = self._batch(pixels)
+        start = time.perf_counter()
+        with self._lock, _quiet():
+            prob = self.probability(pixels) if target is None else None
+            target = int(prob >= self.threshold) if target is None else int(target)
+            sign = 1.0 if target == 1 else -1.0
+            viz = self.visualizer(method)
+            cam_args = {
+                "penultimate_layer": self.last_conv,
+                "seek_penultimate_conv_layer": False,
+                "normalize_cam": False,
+            }
+            if method in ("gradcam", "gradcam++"):
+                cam = viz(lambda out: sign * out[:, 0], batch, **cam_args)
+            elif method == "scorecam":
+                cam = viz(lambda out: out[:, target], batch, max_N=self.scorecam_max_n, **cam_args)
+            else:
+                cam = self._smoothgrad(viz, batch, sign)
+        heat = _unit(np.asarray(cam, dtype="float64").reshape(self.size))
+        return Explanation(heat, method, target, prob, time.perf_counter() - start)
+
+    def _smoothgrad(self, viz, batch: np.ndarray, sign: float) -> np.ndarray:
+        """SmoothGrad with a fixed-seed noise (reproducible): mean |gradient| over noisy copies,
+        max over colour channels (scaled to 0..1 by the caller)."""
+        n = max(1, self.smooth_samples)
+        sigma = self.smooth_noise * float(batch.max() - batch.min() or 255.0)
+        noise = np.random.default_rng(0).normal(0.0, sigma, (n, *batch.shape[1:]))
+        noisy = (batch + noise).astype("float32")
+        grads = viz(
+            lambda out: sign * out[:, 0],
+            noisy,
+            keepdims=True,
+            normalize_map=False,
+            gradient_modifier=None,
+        )
+        return np.abs(np.asarray(grads, dtype="float64")).mean(axis=0).max(axis=-1)
+
+    def heatmap(self, pixels, method: str = "gradcam", target: int | None = None) -> np.ndarray:
+        """float32 (S, S) map in 0..1 for one prepared image; see `explain`."""
+        return self.explain(pixels, method, target).heatmap
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the warnings tf-keras-vis triggers on every call: Keras 3 warns that it passes a
+    list to a single-input model, scipy that tf-keras-vis imports a deprecated module."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"The structure of `inputs`", UserWarning)
+        warnings.filterwarnings("ignore", message=r".*scipy\.ndimage\.interpolation.*")
+        yield
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    """Min-max scale to 0..1 as float32 (NaN -> 0; a constant map -> zeros)."""
+    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(values.min()), float(values.max())
+    if not hi > lo:
+        return np.zeros(values.shape, dtype="float32")
+    return np.clip((values - lo) / (hi - lo), 0.0, 1.0).astype("float32")
+
+
+# ---------------------------------------------------------------------- images
+
+
+def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """uint8 RGB (H, W, 3) picture of a 0..1 map."""
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}; choose one of {tuple(COLORMAPS)}")
+    heat = np.clip(np.nan_to_num(np.asarray(heatmap, dtype="float32")), 0.0, 1.0)
+    if heat.ndim != 2:
+        raise ValueError(f"heatmap must be 2-D (H, W), got shape {heat.shape}")
+    return (COLORMAPS[colormap](heat) * 255.0 + 0.5).astype(np.uint8)
+
+
+def overlay(pixels, heatmap, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
+    """Blend the coloured heatmap over the image: (1 - alpha) * image + alpha * colour.
+
+    `pixels`: (H, W, 3) or (H, W) image; a heatmap of another size is resized to it.
+    Returns uint8 RGB (H, W, 3).
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)):
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    img = np.asarray(pixels)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise ValueError(f"pixels must be (H, W, 3), got shape {img.shape}")
+    img = np.clip(img[:, :, :3], 0, 255).astype("float32")
+    heat = np.clip(np.nan_to_num(np.asarray(heatmap, dtype="float32")), 0.0, 1.0)
+    if heat.ndim != 2:
+        raise ValueError(f"heatmap must be 2-D (H, W), got shape {heat.shape}")
+    if heat.shape != img.shape[:2]:
+        resized = Image.fromarray(heat, "F").resize(img.shape[1::-1], Image.Resampling.BILINEAR)
+        heat = np.clip(np.asarray(resized), 0.0, 1.0)
+    colour = colorize(heat, colormap).astype("float32")
+    out = (1.0 - float(alpha)) * img + float(alpha) * colour
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def to_png(array) -> bytes:
+    """PNG bytes of a uint8 RGB/grey image, or of a float 0..1 map (stored as 8-bit grey)."""
+    arr = np.asarray(array)
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and float(np.nanmax(arr)) <= 1.0:
+            arr = np.nan_to_num(arr) * 255.0
+        arr = (np.clip(np.nan_to_num(arr), 0, 255) + 0.5).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ValueError(f"to_png needs an (H, W), (H, W, 3) or (H, W, 4) array, got {arr.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    return buf.getvalue()
