@@ -41,7 +41,7 @@ def model_panel() -> None:
         f"**{card.get('backbone', '?')}**, {card.get('input_size', '?')} px, "
         f"threshold {card.get('threshold', float('nan')):.3f}"
     )
-    st.sidebar.caption(f"Trained {card.get('trained_at', 'at an unknown time')}")
+    st.sidebar.caption(f"Trained {dash.trained_when(card)}")
     acc = dash.headline(card, metrics)
     if acc is not None:
         st.sidebar.metric("Test accuracy (group split)", dash.fmt_value("accuracy", acc["value"]))

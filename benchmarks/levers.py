@@ -1,6 +1,7 @@
 """Measure one lever at a time with grouped K-fold CV of the frozen-feature recipe.
 
-    python benchmarks/levers.py --weights ../shared/weights/mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5
+    PYTHONPATH=. python benchmarks/levers.py \
+        --weights ../shared/weights/mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5
 
 Every variant reuses the feature cache, so each costs one feature extraction (~50 s on 2 cores)
 the first time and seconds after. Nothing here looks at a test split: CV only.

@@ -102,7 +102,8 @@ def duplicates(summary, root) -> None:
     st.subheader("Example groups")
     for i, group in enumerate(examples, start=1):
         frame = dash.group_images(group, root)
-        st.markdown(f"**Group {i}** ({len(group)} files)")
+        shown = min(len(group), 4) if root else len(group)
+        st.markdown(f"**Group {i}**: {shown} of the {len(group)} files listed in the audit")
         if root:
             show_images(frame.head(4), columns=4, side=256)
         else:

@@ -37,12 +37,12 @@ def model_section(card: dict) -> None:
         f"{geometry} and resized to {card.get('input_size', '?')} px. The decision threshold and a "
         "temperature (calibration) were chosen on the validation split only."
     )
-    st.dataframe(dash.model_facts(card), hide_index=True, key="overview_facts")
+    st.table(dash.model_facts(card), hide_index=True, hide_header=True, border="horizontal")
     counts = dash.data_counts(card)
     if not counts.empty:
         st.markdown("**Training data**: images per split and class")
         table = counts.pivot(index="split", columns="class", values="count")
-        st.dataframe(table, key="overview_counts")
+        st.table(table)
 
 
 def evaluation_text() -> None:
@@ -91,7 +91,7 @@ def shortcut_section(block) -> None:
     if not isinstance(block, dict):
         return
     st.subheader("Shortcut check")
-    st.caption(block.get("protocol", "Test images re-encoded to remove file-format cues."))
+    st.caption("Protocol: " + block.get("protocol", "test images re-encoded without format cues"))
     if "accuracy_original" in block:
         a, b = st.columns(2)
         a.metric("Accuracy as stored", dash.fmt_value("accuracy", block["accuracy_original"]))

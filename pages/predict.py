@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from tumor_model import dashboard as dash
+from tumor_model import dicom
 from tumor_model import explain as ex
 from tumor_model.imageio import ImageLoadError
 from tumor_model.predict import ArtifactError, Predictor, load_scan
@@ -212,7 +213,8 @@ def dicom_panel(item: dict) -> None:
             help="The prediction and the explanation are for this frame (default: the middle).",
         )
     with st.expander("DICOM information (non-identifying tags only)"):
-        rows = [{"tag": k, "value": str(v)} for k, v in scan.info.items()]
+        allowed = {*dicom.INFO_TAGS, "TransferSyntax"}  # defence in depth: the allowlist only
+        rows = [{"tag": k, "value": str(v)} for k, v in scan.info.items() if k in allowed]
         st.dataframe(
             pd.DataFrame(rows, columns=["tag", "value"]),
             hide_index=True,

@@ -121,7 +121,7 @@ def tiny_settings(root: Path, out_dir: Path, **kw):
 
 @pytest.fixture(scope="session")
 def tiny_artifacts(tiny_dataset, tmp_path_factory) -> Path:
-    """A tiny model trained end to end on the generated dataset (random-weight MobileNetV2, 32 px)."""
+    """A tiny model trained end to end on the generated dataset (random MobileNetV2, 32 px)."""
     from tumor_model import train
 
     root, _ = tiny_dataset

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +153,12 @@ def test_overview(app, art):
     accuracy = metrics["test"]["metrics"]["accuracy"]["value"]
     assert f"{100 * accuracy:.1f}%" in [m.value for m in at.metric]
     assert len(at.get("page_link")) == 4
-    assert at.dataframe, "the model facts and protocol tables are missing"
+    facts = dict(at.table[0].value.values.tolist())
+    card = _json(art, "model_card.json")
+    assert facts["Backbone"] == card["backbone"]
+    assert float(facts["Decision threshold"]) == pytest.approx(card["threshold"], abs=1e-4)
+    protocols = at.dataframe[0].value
+    assert protocols.protocol.iloc[0] == "Group split"
 
 
 def test_dataset_with_shipped_samples(app, art):
@@ -221,6 +228,42 @@ def test_group_level_toggle(app, art):
     expected = _counts(majority, groups.probability.mean(), 0.5)
     assert _shown_counts(at) == expected
     assert {m.label: m.value for m in at.metric}["Evaluated"] == str(test.group.nunique())
+
+
+PROBE = """
+import json, sys, time
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=60)
+at.run()
+seconds = {}
+for page in ["dataset", "training", "evaluation", "overview"]:
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        at.switch_page(f"pages/{page}.py").run()
+        best = min(best, time.perf_counter() - start)
+    seconds[page] = best
+heavy = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
+print(json.dumps({"seconds": seconds, "heavy": heavy}))
+"""
+
+
+def test_pages_are_light_and_fast(art, monkeypatch):
+    """The four pages never import TensorFlow/Keras and render in under a second."""
+    monkeypatch.setenv("NEUROSCAN_ARTIFACTS", str(art))
+    monkeypatch.delenv("NEUROSCAN_DATA_DIR", raising=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(APP)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["heavy"] == []
+    slow = {page: s for page, s in result["seconds"].items() if s >= 1.0}
+    assert not slow, f"pages slower than 1 s: {slow}"
 
 
 # ----------------------------------------------------------------------------- broken artifacts

@@ -136,6 +136,7 @@ def _settle(page, charts: int) -> None:
     page.wait_for_function(
         """(n) => !document.querySelector('[data-testid="stStatusWidget"]')
                   && !document.querySelector('[data-testid="stSkeleton"]')
+                  && !document.querySelector('[data-testid="stSpinner"]')
                   && document.querySelectorAll('.js-plotly-plot .main-svg').length >= n""",
         arg=charts,
         timeout=60_000,

@@ -221,6 +221,12 @@ def test_headline_prefers_model_card():
     assert dash.headline(None, None) is None
 
 
+def test_trained_when():
+    assert dash.trained_when({"trained_at": "2025-11-28T10:40:00+00:00"}) == "2025-11-28 10:40 UTC"
+    assert dash.trained_when({"trained_at": "yesterday"}) == "yesterday"
+    assert dash.trained_when({}) == "unknown"
+
+
 def test_model_facts_and_counts():
     card = {
         "backbone": "mobilenetv2",
@@ -292,6 +298,14 @@ def test_gallery_rows(test_frame):
     unsure = rows["least confident"]
     assert len(unsure) == 5 and unsure.margin.is_monotonic_increasing
     assert unsure.margin.max() <= (test_frame.probability - 0.5).abs().nsmallest(6).max()
+    for part in rows.values():
+        assert part.group.is_unique
+
+
+def test_gallery_shows_each_group_once(test_frame):
+    copies = test_frame.assign(group=0, probability=0.5)  # one group, all on the threshold
+    rows = dash.gallery_rows(copies, 0.5)
+    assert len(rows["least confident"]) == 1
 
 
 # ----------------------------------------------------------------------------- figures

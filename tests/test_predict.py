@@ -35,20 +35,35 @@ SHIPPED = Path(os.environ.get("NEUROSCAN_ARTIFACTS", "").strip() or REPO / "arti
 IS_SHIPPED = (SHIPPED / "model_card.json").is_file()
 
 
-@pytest.fixture(scope="module")
-def artifacts(tiny_dataset, tmp_path_factory) -> Path:
+def tiny_artifacts(tmp_path_factory, tiny_dataset) -> Path:
+    """The shipped artifacts, else a tiny model trained once per test session (64 px MobileNetV2
+    on the generated dataset; the shared ImageNet weights when present)."""
     if IS_SHIPPED:
         return SHIPPED
+    out = tmp_path_factory.getbasetemp() / "neuroscan_tiny" / "artifacts"
+    if (out / "model_card.json").is_file():
+        return out
     from tumor_model import train
     from tumor_model.config import Settings
 
     root, _ = tiny_dataset
-    out = tmp_path_factory.mktemp("tiny") / "artifacts"
     weights = str(SHARED_WEIGHTS) if SHARED_WEIGHTS.is_file() else "none"
-    settings = Settings(data_dirs=(str(root),), weights=weights, input_size=64, head_epochs=5,
-                        dense_units=16, bootstrap=20, out_dir=str(out),
-                        cache_dir=str(out.parent / "cache"))
+    settings = Settings(
+        data_dirs=(str(root),),
+        weights=weights,
+        input_size=64,
+        head_epochs=5,
+        dense_units=16,
+        bootstrap=20,
+        out_dir=str(out),
+        cache_dir=str(out.parent / "cache"),
+    )
     return train.run(settings, shortcut=False)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory, tiny_dataset) -> Path:
+    return tiny_artifacts(tmp_path_factory, tiny_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +189,20 @@ def test_cli_predict_explain_mixed_batch(artifacts, predictor, samples, tmp_path
     bad = tmp_path / "notes.png"
     bad.write_bytes(bad_files()["text.png"])
     out = tmp_path / "maps"
-    code = cli.main(["predict", str(good), str(bad), str(twin), "--artifacts", str(artifacts),
-                     "--explain", str(out), "--method", "gradcam"])
+    code = cli.main(
+        [
+            "predict",
+            str(good),
+            str(bad),
+            str(twin),
+            "--artifacts",
+            str(artifacts),
+            "--explain",
+            str(out),
+            "--method",
+            "gradcam",
+        ]
+    )
     assert code == 1
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["file"] for line in lines] == [str(good), str(bad), str(twin)]
@@ -183,8 +210,9 @@ def test_cli_predict_explain_mixed_batch(artifacts, predictor, samples, tmp_path
     overlays = [Path(lines[i]["overlay"]) for i in (0, 2)]
     assert overlays[0] == out / "scan_gradcam.png" and overlays[0] != overlays[1]
     for i, path in zip((0, 2), overlays, strict=True):
-        _is_prediction({k: v for k, v in lines[i].items() if k not in ("overlay", "explained")},
-                       predictor)
+        _is_prediction(
+            {k: v for k, v in lines[i].items() if k not in ("overlay", "explained")}, predictor
+        )
         assert lines[i]["explained"] == lines[i]["label"]
         with Image.open(path) as img:
             assert img.format == "PNG" and img.size == (predictor.size, predictor.size)
@@ -194,8 +222,20 @@ def test_cli_predict_explain_mixed_batch(artifacts, predictor, samples, tmp_path
 def test_cli_predict_all_good_exits_zero(artifacts, samples, tmp_path, capsys):
     path = tmp_path / "x.dcm"
     path.write_bytes(valid_image_bytes("DICOM"))
-    code = cli.main(["predict", str(path), "--artifacts", str(artifacts), "--explain",
-                     str(tmp_path / "o"), "--method", "gradcam++", "--colormap", "viridis"])
+    code = cli.main(
+        [
+            "predict",
+            str(path),
+            "--artifacts",
+            str(artifacts),
+            "--explain",
+            str(tmp_path / "o"),
+            "--method",
+            "gradcam++",
+            "--colormap",
+            "viridis",
+        ]
+    )
     assert code == 0
     line = json.loads(capsys.readouterr().out)
     assert Path(line["overlay"]).name == "x_gradcam++.png" and Path(line["overlay"]).is_file()
@@ -204,8 +244,12 @@ def test_cli_predict_all_good_exits_zero(artifacts, samples, tmp_path, capsys):
 def test_cli_rejects_bad_explain_options(artifacts, samples):
     with pytest.raises(SystemExit):
         cli.main(["predict", str(samples.path.iloc[0]), "--explain", "d", "--method", "lime"])
-    assert cli.main(["predict", str(samples.path.iloc[0]), "--artifacts", str(artifacts),
-                     "--alpha", "2"]) == 2
+    assert (
+        cli.main(
+            ["predict", str(samples.path.iloc[0]), "--artifacts", str(artifacts), "--alpha", "2"]
+        )
+        == 2
+    )
 
 
 # ----------------------------------------------------------------------------- OOD guard
@@ -229,8 +273,10 @@ def _scene(seed: int, size: int = 320) -> Image.Image:
         x0 = int(rng.integers(0, size - w))
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
         draw.rectangle([x0, horizon - h, x0 + w, horizon], fill=colour)
-        draw.polygon([(x0, horizon - h), (x0 + w, horizon - h), (x0 + w // 2, horizon - h - 25)],
-                     fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        draw.polygon(
+            [(x0, horizon - h), (x0 + w, horizon - h), (x0 + w // 2, horizon - h - 25)],
+            fill=tuple(int(v) for v in rng.integers(0, 256, 3)),
+        )
     for _ in range(int(rng.integers(2, 6))):
         x0 = int(rng.integers(0, size - 30))
         draw.rectangle([x0 + 12, horizon - 30, x0 + 18, horizon + 5], fill=(90, 60, 30))
@@ -250,7 +296,8 @@ def _unusual_inputs() -> dict[str, Image.Image]:
     images = {**_photos(), **{f"scene_{i}": _scene(i) for i in range(6)}}
     images["noise_rgb"] = Image.fromarray(rng.integers(0, 256, (224, 224, 3), np.uint8), "RGB")
     images["noise_grey"] = Image.fromarray(rng.integers(0, 256, (224, 224), np.uint8)).convert(
-        "RGB")
+        "RGB"
+    )
     images["blank_black"] = Image.new("RGB", (224, 224), (0, 0, 0))
     images["blank_grey"] = Image.new("RGB", (224, 224), (128, 128, 128))
     images["blank_white"] = Image.new("RGB", (224, 224), (255, 255, 255))
@@ -282,8 +329,10 @@ def test_ood_guard_passes_the_test_split_mris(shipped):
     roots = {r: (Path(r) if Path(r).is_absolute() else REPO / r) for r in test.root.unique()}
     if not all(p.is_dir() for p in roots.values()) and not SHARED_DATA.is_dir():
         pytest.skip(f"the dataset is not here ({SHARED_DATA}); cannot check the test split")
-    paths = [roots[r] / p if roots[r].is_dir() else SHARED_DATA / p
-             for r, p in zip(test.root, test.path, strict=True)]
+    paths = [
+        roots[r] / p if roots[r].is_dir() else SHARED_DATA / p
+        for r, p in zip(test.root, test.path, strict=True)
+    ]
     results = shipped.predict_files(paths, [str(p) for p in paths])
     scored = [r for r in results if "error" not in r]
     assert len(scored) >= 0.99 * len(paths)

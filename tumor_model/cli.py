@@ -72,7 +72,9 @@ def cmd_train(args) -> int:
     from . import train
 
     settings = _settings(args)
-    train.run(settings, cv_folds=args.cv, shortcut=args.shortcut)
+    train.run(
+        settings, cv_folds=args.cv, shortcut=args.shortcut, report_protocol=args.report_protocol
+    )
     return 0
 
 
@@ -154,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="re-encode test images as padded PNGs and report the accuracy change",
+    )
+    p.add_argument(
+        "--report-protocol",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also train and test the same recipe on the report's random split",
     )
     p.set_defaults(func=cmd_train)
 

@@ -8,6 +8,7 @@ a traceback-worthy exception.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -279,6 +280,16 @@ def headline(card: dict | None, metrics: dict | None, name: str = "accuracy") ->
     return None
 
 
+def trained_when(card: dict) -> str:
+    """'2025-11-28 10:40 UTC' from the card's ISO trained_at, else the raw value or 'unknown'."""
+    value = card.get("trained_at")
+    try:
+        moment = dt.datetime.fromisoformat(str(value)).astimezone(dt.UTC)
+    except ValueError:
+        return str(value) if value else "unknown"
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
 def model_facts(card: dict) -> pd.DataFrame:
     """What the model is, as a two-column table."""
     settings = card.get("settings") or {}
@@ -290,12 +301,12 @@ def model_facts(card: dict) -> pd.DataFrame:
         "+ sigmoid",
         "Preprocessing": card.get("preprocessing"),
         "Fine-tuned layers": settings.get("fine_tune_layers"),
-        "Decision threshold": card.get("threshold"),
-        "Temperature": card.get("temperature"),
+        "Decision threshold": _round(card.get("threshold")),
+        "Temperature": _round(card.get("temperature")),
         "Training data": ", ".join(settings.get("data_dirs", [])) or None,
         "Split": card.get("split", settings.get("split")),
         "Weights": card.get("weights_origin"),
-        "Trained at": card.get("trained_at"),
+        "Trained at": trained_when(card),
         "Training time (s)": card.get("train_seconds"),
     }
     return pd.DataFrame(
@@ -374,14 +385,16 @@ def score_items(block: dict | None, frame: pd.DataFrame) -> dict:
 
 
 def gallery_rows(test: pd.DataFrame, threshold: float, k: int = 8) -> dict:
-    """Misclassified (most confident first) and least-confident test files."""
+    """Misclassified (most confident first) and least-confident test files, one per group."""
     margin = (test.probability - threshold).abs()
     wrong = (test.probability >= threshold).astype(int) != test.label
     frame = test.assign(margin=margin)
-    return {
-        "misclassified": frame[wrong].sort_values("margin", ascending=False).head(k),
-        "least confident": frame.sort_values("margin").head(k),
-    }
+
+    def pick(rows, ascending):
+        ordered = rows.sort_values(["margin", "path"], ascending=[ascending, True])
+        return ordered.drop_duplicates("group").head(k)
+
+    return {"misclassified": pick(frame[wrong], False), "least confident": pick(frame, True)}
 
 
 # ----------------------------------------------------------------------------- figures: evaluation
@@ -796,6 +809,10 @@ def _layout(fig: go.Figure, title: str | None, height: int = 400) -> go.Figure:
         legend={"orientation": "h", "y": -0.2},
     )
     return fig
+
+
+def _round(value, digits: int = 4):
+    return round(value, digits) if isinstance(value, float) else value
 
 
 def _safe(a, b) -> float:

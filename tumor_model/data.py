@@ -61,12 +61,12 @@ def class_of_folder(name: str) -> int | None:
 
 
 def find_images(root: str | Path) -> pd.DataFrame:
-    """List candidate image files under `root` with their labels: columns path (relative), root, label."""
+    """Candidate image files under `root`: columns path (relative to root), root, label."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"data root {str(root)!r} is not a folder")
     rows = []
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, _ in os.walk(root):
         dirs.sort()
         label = class_of_folder(Path(folder).name)
         if label is None or folder == str(root):

@@ -111,6 +111,7 @@ def _fit(model, train, val, epochs, settings, class_weight, phase, verbose=2, **
         class_weight=class_weight,
         callbacks=[EpochTimer(), stop],
         verbose=verbose,
+        shuffle=False,  # datasets arrive shuffled
         **kw,
     )
     frame = pd.DataFrame(hist.history)
@@ -218,14 +219,20 @@ def fine_tune(model, table, settings) -> pd.DataFrame:
     )
 
 
-def predict_pixels(model, table, settings, batch: int = 64) -> np.ndarray:
-    """Full-model probabilities for every row of `table` (what the shipped model says)."""
-    out = []
+def predict_pixels(model, table, settings, batch: int = 64, pooled: bool = False):
+    """Full-model probabilities for every row of `table` (what the shipped model says);
+    with pooled=True also the pool-layer features the OOD guard uses: (probs, pooled)."""
+    both = keras.Model(model.input, [model.output, model.get_layer("pool").output])
+    probs, pools = [], []
     for start in range(0, len(table), batch * 4):
         chunk = table.iloc[start : start + batch * 4]
         pix = features.load_pixels(chunk, input_size(settings), settings.geometry)
-        out.append(model.predict(pix.astype("float32"), batch_size=batch, verbose=0).ravel())
-    return np.concatenate(out) if out else np.zeros(0)
+        p, f = both.predict(pix.astype("float32"), batch_size=batch, verbose=0)
+        probs.append(p.ravel())
+        pools.append(f)
+    if not probs:
+        return (np.zeros(0), np.zeros((0, 0))) if pooled else np.zeros(0)
+    return (np.concatenate(probs), np.concatenate(pools)) if pooled else np.concatenate(probs)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -308,7 +315,7 @@ def model_card(
         "class_names": list(CLASS_NAMES),
         "output": "sigmoid probability of class_names[1] (tumor), temperature-calibrated",
         "input_size": input_size(settings),
-        "input": "RGB uint8 0-255, (input_size, input_size, 3), made by tumor_model.imageio.prepare",
+        "input": "RGB 0-255, (input_size, input_size, 3), made by tumor_model.imageio.prepare",
         "geometry": settings.geometry,
         "preprocessing": "inside the model: "
         + ("per-image min-max stretch, then " if settings.stretch else "")
@@ -382,42 +389,72 @@ def in_scope(strategy):
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
-def run(settings: Settings, cv_folds: int = 0, shortcut: bool = True, samples: bool = True) -> Path:
+def fit(settings, table, x, strategy):
+    """Build a fresh model, train the head (and fine-tune), pick temperature and threshold on
+    validation. Returns (model, head, history, temperature, threshold)."""
+    with in_scope(strategy):
+        model, _, head = build_model(settings)
+    y = table.label.to_numpy()
+    is_train, is_val = (table.split == "train").to_numpy(), (table.split == "val").to_numpy()
+    with in_scope(strategy):
+        history = [train_head(head, x, y, is_train, is_val, settings)]
+        if settings.fine_tune_layers:
+            history.append(fine_tune(model, table, settings))
+    # Decisions on validation; the temperature is folded into the model's last layer.
+    val = table[is_val]
+    val_p = predict_pixels(model, val, settings)
+    temperature, threshold = decide(val.label.to_numpy(), val_p, settings)
+    fold_temperature(model, temperature)
+    log(f"temperature {temperature:.3f}, threshold {threshold:.3f} (chosen on validation)")
+    return model, head, pd.concat(history, ignore_index=True), temperature, threshold
+
+
+def random_protocol(settings, table, x, strategy) -> dict:
+    """The report's protocol with the same recipe: random 80/10/10 split (seed), test metrics."""
+    log("report's protocol: random split, same recipe")
+    other = table.assign(split=split.random_split(len(table), settings.seed))
+    model, _, _, _, threshold = fit(settings, other, x, strategy)
+    test = other[other.split == "test"]
+    probs = predict_pixels(model, test, settings)
+    out = evaluate.report(test.label, probs, threshold, settings.bootstrap, settings.seed)
+    copies = set(other[other.split == "train"].group)
+    out["test_files_with_copy_in_train"] = int(test.group.isin(copies).sum())
+    out["protocol"] = {"split": "random", "seed": settings.seed}
+    m = out["metrics"]["accuracy"]
+    log(
+        f"random split: accuracy {m['value']:.4f}; {out['test_files_with_copy_in_train']} of "
+        f"{len(test)} test files have a copy in train"
+    )
+    return out
+
+
+def run(
+    settings: Settings,
+    cv_folds: int = 0,
+    shortcut: bool = True,
+    samples: bool = True,
+    report_protocol: bool = False,
+) -> Path:
     """The whole pipeline; returns the artifacts folder."""
     start = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
     table, summary = prepare_table(settings)
     strategy = make_strategy(settings)
     with in_scope(strategy):
-        model, feat_model, head = build_model(settings)
-    log(f"model {settings.backbone} ({input_size(settings)} px), {model.count_params():,} params")
+        _, feat_model, _ = build_model(settings)
     x = features.extract(feat_model, table, settings)
-    y, is_train, is_val = (
-        table.label.to_numpy(),
-        (table.split == "train").to_numpy(),
-        (table.split == "val").to_numpy(),
-    )
-    with in_scope(strategy):
-        history = [train_head(head, x, y, is_train, is_val, settings)]
-        if settings.fine_tune_layers:
-            history.append(fine_tune(model, table, settings))
-    history = pd.concat(history, ignore_index=True)
-
-    # Decisions on validation; the temperature is folded into the model's last layer.
-    val = table[is_val]
-    temperature, threshold = decide(
-        val.label.to_numpy(), predict_pixels(model, val, settings), settings
-    )
-    fold_temperature(model, temperature)
-    log(f"temperature {temperature:.3f}, threshold {threshold:.3f} (chosen on validation)")
-
-    table["probability"] = _all_probabilities(model, head, x, table, settings, temperature)
+    model, head, history, temperature, threshold = fit(settings, table, x, strategy)
+    log(f"model {settings.backbone} ({input_size(settings)} px), {model.count_params():,} params")
+    table["probability"], pooled = _all_probabilities(model, head, x, table, settings, temperature)
     metrics = evaluation(table, threshold, settings)
     if cv_folds:
         metrics["cv"] = cross_validate(x, table, settings, cv_folds)
     if shortcut:
         metrics["shortcut"] = _shortcut_block(model, table, threshold, settings)
-    guard = ood.calibrate(ood.fit(x[is_train]), x[is_val])
+    if report_protocol and settings.split == "group":
+        metrics["random_split"] = random_protocol(settings, table, x, strategy)
+    is_train, is_val = (table.split == "train").to_numpy(), (table.split == "val").to_numpy()
+    guard = ood.calibrate(ood.fit(pooled[is_train]), pooled[is_val])
     seconds = time.perf_counter() - start
     return save(
         settings,
@@ -434,17 +471,17 @@ def run(settings: Settings, cv_folds: int = 0, shortcut: bool = True, samples: b
     )
 
 
-def _all_probabilities(model, head, x, table, settings, temperature) -> np.ndarray:
-    """Val and test through the full shipped model; train through the head when frozen."""
+def _all_probabilities(model, head, x, table, settings, temperature):
+    """(probabilities, pooled features) of the shipped model for every row. Val and test go
+    through the full model; train through the head on cached features while the base is frozen."""
+    if settings.fine_tune_layers:
+        return predict_pixels(model, table, settings, pooled=True)
     probs = np.zeros(len(table))
     held = (table.split != "train").to_numpy()
     probs[held] = predict_pixels(model, table[held], settings)
-    if settings.fine_tune_layers:
-        probs[~held] = predict_pixels(model, table[~held], settings)
-    else:
-        raw = head.predict(x[~held], verbose=0).ravel()
-        probs[~held] = evaluate.apply_temperature(raw, temperature)
-    return probs
+    raw = head.predict(x[~held], verbose=0).ravel()
+    probs[~held] = evaluate.apply_temperature(raw, temperature)
+    return probs, x
 
 
 def evaluation(table, threshold, settings) -> dict:

@@ -1,0 +1,145 @@
+"""The Predict page in a real browser: `streamlit run`, Chromium via Playwright, upload a shipped
+sample through the file input, wait for the explanation overlay, save docs/screenshots/predict.png;
+then upload a mixed batch and check the error and the results table.
+
+Skipped when /usr/bin/chromium is missing, except in CI (env CI set), where that is a failure.
+Runs on the shipped artifacts, else on the tiny model of test_predict.tiny_artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from badfiles import bad_files
+from conftest import REPO
+from test_predict import tiny_artifacts
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOT = REPO / "docs" / "screenshots" / "predict.png"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_dataset):
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    art = tiny_artifacts(tmp_path_factory, tiny_dataset)
+    port, log = _free_port(), tmp_path_factory.mktemp("predict_server") / "server.log"
+    env = {**os.environ, "NEUROSCAN_ARTIFACTS": str(art)}
+    env.pop("NEUROSCAN_DATA_DIR", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+    ]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit not healthy after 90 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield base, art
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _idle(page) -> None:
+    """Wait until the script run is over (no running-man status widget)."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000
+    )
+    page.wait_for_timeout(300)
+
+
+def test_upload_and_explain_in_the_browser(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, art = server
+    samples = pd.read_csv(art / "samples" / "samples.csv")
+    sample = art / "samples" / samples.file.iloc[0]
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(bad_files()["text.png"])
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1250})
+            page.goto(f"{base}/predict", wait_until="domcontentloaded")
+            main = page.locator('[data-testid="stMain"]')
+            expect(main.get_by_text("Upload one or more scans")).to_be_visible(timeout=90_000)
+            page.locator('input[type="file"]').set_input_files(str(sample))
+            overlay = page.locator('img[alt="explanation overlay"]')
+            expect(overlay).to_be_visible(timeout=90_000)
+            _idle(page)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('img[alt=\"explanation overlay\"]')]"
+                ".every(i => i.complete && i.naturalWidth > 0)",
+                timeout=30_000,
+            )
+            expect(main.get_by_text("P(tumour)").first).to_be_visible()
+            assert page.locator('[data-testid="stException"]').count() == 0
+            SHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOT))
+            assert 5_000 < SHOT.stat().st_size < 600_000
+
+            # the uploader keeps the sample and adds the bad file: a batch of two
+            page.locator('input[type="file"]').set_input_files(str(bad))
+            expect(main.get_by_text("'notes.png': not an image")).to_be_visible(timeout=90_000)
+            expect(main.get_by_text("Results: 1 predicted, 1 could not be read")).to_be_visible(
+                timeout=90_000
+            )
+            _idle(page)
+            assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            browser.close()
