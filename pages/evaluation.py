@@ -64,7 +64,7 @@ def confusion_section(frame, threshold: float) -> None:
     st.plotly_chart(dash.confusion_figure(conf), key="eval_confusion")
 
 
-def metrics_section(frame, block, threshold: float) -> None:
+def metrics_section(frame, block, threshold: float) -> dict:
     st.subheader("Metrics (95% bootstrap confidence intervals)")
     items = {**threshold_metrics(frame, threshold), **dash.score_items(block, frame)}
     st.dataframe(

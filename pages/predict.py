@@ -24,6 +24,8 @@ ART = dash.artifacts_dir()
 CHUNK = 16  # scans per model call (one progress-bar step)
 CACHE_SIZE = 256  # results / heat maps kept per session
 SHOWN = {"tumor": "tumour", "healthy": "no tumour"}
+dash.through_main_script()
+
 read = st.cache_data(dash.read_artifact, show_spinner=False)
 
 
@@ -52,7 +54,7 @@ def _remember(cache: dict, key, value):
 
 
 def gather_inputs(samples: pd.DataFrame | None) -> list[dict]:
-    """[{name, data, key}] from the uploader, else from the chosen shipped sample."""
+    """[{name, data}] from the uploader, else from the chosen shipped sample."""
     uploads = st.file_uploader(
         "Brain-MRI scans: PNG, JPEG, TIFF, BMP or DICOM (with or without .dcm); one or many",
         accept_multiple_files=True,

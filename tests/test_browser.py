@@ -130,18 +130,23 @@ def page(server):
             browser.close()
 
 
-def _settle(page, charts: int) -> None:
-    """Wait until the script run is over and `charts` plotly charts have drawn."""
+IDLE = """(n) => !document.querySelector('[data-testid="stStatusWidget"]')
+              && !document.querySelector('[data-testid="stSkeleton"]')
+              && !document.querySelector('[data-testid="stSpinner"]')
+              && document.querySelectorAll('.js-plotly-plot .main-svg').length >= n"""
+
+
+def _settle(page, charts: int, timeout: float = 90) -> None:
+    """Wait until the app is idle (no run, spinner or skeleton) for 1 s, with `charts` plotly
+    charts drawn: a run may start a moment after the page looks done."""
     page.wait_for_selector('[data-testid="stSidebar"]', timeout=60_000)
-    page.wait_for_function(
-        """(n) => !document.querySelector('[data-testid="stStatusWidget"]')
-                  && !document.querySelector('[data-testid="stSkeleton"]')
-                  && !document.querySelector('[data-testid="stSpinner"]')
-                  && document.querySelectorAll('.js-plotly-plot .main-svg').length >= n""",
-        arg=charts,
-        timeout=60_000,
-    )
-    page.wait_for_timeout(500)  # let the last images and chart transitions paint
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page.wait_for_function(IDLE, arg=charts, timeout=60_000)
+        page.wait_for_timeout(1000)
+        if page.evaluate(IDLE, charts):
+            return
+    pytest.fail(f"page {page.url} never settled")
 
 
 def test_every_page_in_the_browser(server, page):

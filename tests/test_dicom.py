@@ -9,11 +9,12 @@ import logging
 import numpy as np
 import pydicom
 import pytest
-from badfiles import _dicom_dataset, bad_files, odd_files, pydicom_test_file
 from pydicom.filebase import DicomBytesIO
 
 from tumor_model.dicom import INFO_TAGS, DicomScan, frame_to_image, is_dicom, read_dicom
 from tumor_model.imageio import ImageLoadError, load_image
+
+from badfiles import _dicom_dataset, bad_files, odd_files, pydicom_test_file
 
 PHI_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate")
 FAKE_PHI = ("Doe", "Jane", "PID-0001", "19700101", "Test Hospital")

@@ -13,11 +13,12 @@ import re
 import keras
 import numpy as np
 import pytest
-from conftest import fake_scan, lesion_box
 from PIL import Image
 from scipy import ndimage
 
 from tumor_model import explain as ex
+
+from conftest import fake_scan, lesion_box
 
 SIZE = 64
 RANDOM_SEEDS = (100, 101, 102, 103, 104, 105)

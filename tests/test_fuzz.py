@@ -8,11 +8,12 @@ About 2,300 cases in all; runs in well under a minute on 2 cores.
 from __future__ import annotations
 
 import numpy as np
-from badfiles import odd_files, pydicom_test_file, valid_image_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tumor_model.imageio import ImageLoadError, load_image, prepare
+
+from badfiles import odd_files, pydicom_test_file, valid_image_bytes
 
 NAME = "fuzz-input.bin"
 FUZZ = settings(

@@ -7,7 +7,6 @@ import pickle
 
 import numpy as np
 import pytest
-from badfiles import ODD_SIZES, bad_files, odd_files, valid_image_bytes
 from PIL import Image, ImageFile
 
 from tumor_model import imageio
@@ -18,6 +17,8 @@ from tumor_model.imageio import (
     prepare,
     sniff_format,
 )
+
+from badfiles import ODD_SIZES, bad_files, odd_files, valid_image_bytes
 
 BAD = bad_files()
 ODD = odd_files()

@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA, SHARED_WEIGHTS
 
 from tumor_model import evaluate, features, train
 from tumor_model.config import Settings
 from tumor_model.model import build_model
+
+from conftest import REPO, SHARED_DATA, SHARED_WEIGHTS
 
 pytestmark = pytest.mark.skipif(
     not (SHARED_DATA.is_dir() and SHARED_WEIGHTS.is_file()),

@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from badfiles import bad_files, odd_files, valid_image_bytes
-from conftest import REPO, SHARED_DATA, SHARED_WEIGHTS
 from PIL import Image, ImageDraw
 
 from tumor_model import cli
@@ -30,6 +28,9 @@ from tumor_model.predict import (
     load_scan,
     read_card,
 )
+
+from badfiles import bad_files, odd_files, valid_image_bytes
+from conftest import REPO, SHARED_DATA, SHARED_WEIGHTS
 
 SHIPPED = Path(os.environ.get("NEUROSCAN_ARTIFACTS", "").strip() or REPO / "artifacts")
 IS_SHIPPED = (SHIPPED / "model_card.json").is_file()
@@ -347,3 +348,37 @@ def test_blank_array_input_is_safe(predictor):
     buf = io.BytesIO()
     blank.save(buf, "PNG")
     assert predictor.predict_files([buf.getvalue()], ["blank.png"])[0]["file"] == "blank.png"
+
+
+def test_ood_guard_unit(tmp_path):
+    """On Gaussian features: ~1% of fresh in-distribution rows flagged, far rows all flagged,
+    parameters survive save/load, version-1 files still score, broken files raise ValueError."""
+    from tumor_model import ood
+
+    rng = np.random.default_rng(0)
+    mix = rng.normal(size=(24, 24)) * np.linspace(3, 0.05, 24)  # an anisotropic cloud
+    train, val, test = (rng.normal(size=(n, 24)) @ mix for n in (600, 300, 2000))
+    params = ood.calibrate(ood.fit(train), val)
+    assert np.median(ood.score(train, params)) == pytest.approx(1.0)
+    assert 0.0 < np.mean(ood.score(test, params) > params["threshold"]) < 0.03
+    far = test[:50] + 4 * rng.normal(size=(50, 24))  # off the cloud's thin directions
+    assert (ood.score(far, params) > params["threshold"]).all()
+    ood.save(params, tmp_path / "g.npz")
+    back = ood.load(tmp_path / "g.npz")
+    np.testing.assert_allclose(ood.score(test, back), ood.score(test, params), rtol=1e-5)
+    legacy = {
+        "mean": np.zeros(24),
+        "basis": np.eye(24)[:2],
+        "scale": np.ones(2),
+        "inside_ref": 1.0,
+        "outside_ref": 1.0,
+        "threshold": 3.0,
+    }
+    ood.save(legacy, tmp_path / "v1.npz")
+    row = np.zeros((1, 24))
+    row[0, 0], row[0, 5] = 2.0, 3.0
+    expected = np.sqrt(2.0**2 / 2) + 3.0  # RMS inside the subspace + residual norm
+    assert ood.score(row, ood.load(tmp_path / "v1.npz"))[0] == pytest.approx(expected)
+    np.savez(tmp_path / "broken.npz", mean=np.zeros(24), version=2)
+    with pytest.raises(ValueError, match="missing"):
+        ood.load(tmp_path / "broken.npz")

@@ -7,11 +7,12 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, tiny_settings
 from sklearn import metrics as skm
 
 from tumor_model import evaluate, split, train
 from tumor_model.predict import Predictor
+
+from conftest import REPO, tiny_settings
 
 EXPECTED = [
     "model.keras",

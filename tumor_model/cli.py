@@ -81,6 +81,15 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from . import evaluate_folder
 
+    if args.shortcut:
+        print(
+            json.dumps(
+                evaluate_folder.shortcut(
+                    args.artifacts, (args.data_dir or [None])[0], args.shortcut
+                )
+            )
+        )
+        return 0
     result = evaluate_folder.run(
         args.artifacts, args.data_dir, args.all, args.bootstrap, args.threshold
     )
@@ -177,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="default: the model card's")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--out", default=None, help="write the full JSON here")
+    p.add_argument(
+        "--shortcut",
+        type=int,
+        default=0,
+        metavar="SIDE",
+        help="instead: test accuracy after padding to SIDE x SIDE and re-encoding as PNG",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict scans; one JSON object per line per file")
@@ -206,9 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .predict import ArtifactError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, ArtifactError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

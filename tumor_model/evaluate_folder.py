@@ -58,3 +58,21 @@ def run(artifacts="artifacts", data_dirs=None, use_all=False, n_boot=1000, thres
     m = out["files"]["metrics"]
     out["summary"].update({k: round(m[k]["value"], 4) for k in ("accuracy", "roc_auc")})
     return out
+
+
+def shortcut(artifacts="artifacts", data_dir=None, side: int = 256) -> dict:
+    """The shortcut check on a saved model's test split: pad to side x side, re-encode as PNG."""
+    from . import train
+    from .config import Settings
+
+    artifacts = Path(artifacts)
+    predictor = Predictor(artifacts)
+    settings = Settings.from_json(artifacts / "settings.json")
+    table = _rows(artifacts, [data_dir] if data_dir else None, False)
+    preds = pd.read_csv(artifacts / "predictions.csv")[["path", "root", "probability"]]
+    table = (
+        table.merge(preds, on=["path", "root"])
+        if not data_dir
+        else table.merge(preds.drop(columns="root"), on="path")
+    )
+    return train._shortcut_block(predictor.model, table, predictor.threshold, settings, side)

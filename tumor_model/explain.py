@@ -109,8 +109,8 @@ class Explainer:
             raise ValueError("Explainer needs a model with one image input and one sigmoid output")
         if len(model.get_layer(last_conv).output.shape) != 4:
             raise ValueError(f"layer {last_conv!r} does not give (batch, h, w, channels) maps")
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         self.model, self.last_conv, self.threshold = model, last_conv, float(threshold)
         self.size = tuple(int(d) for d in model.input.shape[1:3])
         self.scorecam_max_n = int(min(scorecam_max_n, model.get_layer(last_conv).output.shape[-1]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,7 @@ class Predictor:
             )
         try:
             self.model = keras.saving.load_model(path, safe_mode=True)
-        except (ValueError, OSError, TypeError) as err:
+        except (ValueError, OSError, TypeError, KeyError, zipfile.BadZipFile) as err:
             raise ArtifactError(f"cannot load {path}: {err}; rebuild with: {REBUILD}") from err
         try:
             self.size = int(self.card["input_size"])
@@ -88,7 +89,11 @@ class Predictor:
             ) from err
         if self.class_names != CLASS_NAMES:
             raise ArtifactError(f"model card class names {self.class_names!r} != {CLASS_NAMES!r}")
-        self.guard = ood.load(self.dir / "ood.npz") if (self.dir / "ood.npz").is_file() else None
+        guard = self.dir / "ood.npz"
+        try:
+            self.guard = ood.load(guard) if guard.is_file() else None
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise ArtifactError(f"{guard} is corrupt ({err}); rebuild with: {REBUILD}") from err
         pool = self.model.get_layer("pool").output
         self._both = keras.Model(self.model.input, [self.model.output, pool])
         self._explainer = None
@@ -191,8 +196,13 @@ def read_card(folder: str | Path) -> dict:
         if not (folder / name).is_file():
             raise ArtifactError(f"{folder / name} is missing; rebuild with: {REBUILD}")
     try:
-        return json.loads((folder / "model_card.json").read_text())
+        card = json.loads((folder / "model_card.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ArtifactError(
             f"{folder / 'model_card.json'} is corrupt ({err}); rebuild with: {REBUILD}"
         ) from err
+    if not isinstance(card, dict):
+        raise ArtifactError(
+            f"{folder / 'model_card.json'} is not a JSON object; rebuild with: {REBUILD}"
+        )
+    return card

@@ -510,9 +510,9 @@ def evaluation(table, threshold, settings) -> dict:
     return out
 
 
-def _shortcut_block(model, table, threshold, settings) -> dict:
+def _shortcut_block(model, table, threshold, settings, side: int = 256) -> dict:
     test = table[table.split == "test"]
-    redone = shortcut_check(model, test, settings)
+    redone = shortcut_check(model, test, settings, side)
     before = float(np.mean((test.probability >= threshold) == test.label))
     after = float(np.mean((redone.probability >= threshold) == redone.label))
     log(f"shortcut check: accuracy {before:.4f} as stored, {after:.4f} re-encoded as padded PNG")
@@ -520,7 +520,7 @@ def _shortcut_block(model, table, threshold, settings) -> dict:
         "accuracy_original": before,
         "accuracy_reencoded": after,
         "drop": before - after,
-        "protocol": "every test image padded to a 256x256 square and re-encoded as PNG",
+        "protocol": f"every test image padded to a {side}x{side} square and re-encoded as PNG",
         "mean_abs_probability_change": float(
             np.mean(np.abs(redone.probability.to_numpy() - test.probability.to_numpy()))
         ),
