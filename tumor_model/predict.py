@@ -107,7 +107,11 @@ class Predictor:
         if not images:
             return []
         batch = np.stack([self.pixels(img) for img in images]).astype("float32")
-        probs, pooled = self._both.predict(batch, batch_size=32, verbose=0)
+        # predict_on_batch, not predict: Streamlit calls from a new thread each rerun, and
+        # Model.predict grows native memory per calling thread (measured in tests/test_load.py).
+        parts = [self._both.predict_on_batch(batch[i : i + 32]) for i in range(0, len(batch), 32)]
+        probs = np.concatenate([np.asarray(p) for p, _ in parts])
+        pooled = np.concatenate([np.asarray(f) for _, f in parts])
         scores = ood.score(pooled, self.guard) if self.guard else np.zeros(len(images))
         return list(zip(probs.ravel().tolist(), np.asarray(scores).tolist(), strict=True))
 
