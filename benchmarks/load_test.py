@@ -28,19 +28,18 @@ import asyncio
 import io
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from streamlit_server import free_port, streamlit_server  # noqa: E402,F401
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -79,12 +78,6 @@ RESULT_JS = """([k, name]) => {
 # ----------------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rss_mb(pid: int) -> float:
     """Resident memory of process `pid` in MiB (psutil when installed, else /proc)."""
     try:
@@ -95,55 +88,6 @@ def rss_mb(pid: int) -> float:
                 return int(line.split()[1]) / 1024  # kB
         raise RuntimeError(f"no VmRSS for process {pid}") from None
     return psutil.Process(pid).memory_info().rss / 2**20
-
-
-@contextmanager
-def streamlit_server(artifacts: Path, log_path: Path, ready_timeout: float = 120.0):
-    """Run `streamlit run streamlit_app.py` on 127.0.0.1:<free port>; yield (base url, Popen).
-    The server is always terminated (then killed if it lingers) when the block ends."""
-    port = free_port()
-    env = {**os.environ, "NEUROSCAN_ARTIFACTS": str(artifacts), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("NEUROSCAN_DATA_DIR", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "streamlit_app.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-    ]
-    base = f"http://127.0.0.1:{port}"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"streamlit exited with {proc.returncode}: {log_path.read_text()[-2000:]}"
-                )
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"streamlit not healthy after {ready_timeout:.0f} s")
-            time.sleep(0.3)
-        yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
 
 
 # ----------------------------------------------------------------------------- scans

@@ -7,14 +7,12 @@ Skipped when /usr/bin/chromium is missing, except in CI (env CI set), where that
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from streamlit_server import streamlit_server
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -61,61 +59,15 @@ def _require(condition: bool, message: str) -> None:
         pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(base: str, server: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"streamlit exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"streamlit not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     _require(CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
     art = _artifacts()
     _require((art / "model_card.json").is_file(), f"no artifacts at {art}")
-    port, log = _free_port(), tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {**os.environ, "NEUROSCAN_ARTIFACTS": str(art)}
-    if SHARED_DATA.is_dir():
-        env["NEUROSCAN_DATA_DIR"] = str(SHARED_DATA)
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "streamlit_app.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-    ]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, proc, log)
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    data = SHARED_DATA if SHARED_DATA.is_dir() else None
+    with streamlit_server(art, log, data_dir=data) as (base, _):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ import json
 import os
 
 import pytest
-from test_predict import tiny_artifacts
 
 from conftest import REPO
+from test_predict import tiny_artifacts
 
 SESSIONS, UPLOADS = 10, 3
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")

@@ -9,19 +9,15 @@ Runs on the shipped artifacts, else on the tiny model of test_predict.tiny_artif
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_predict import tiny_artifacts
 
 from badfiles import bad_files
 from conftest import REPO
+from streamlit_server import streamlit_server
+from test_predict import tiny_artifacts
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOT = REPO / "docs" / "screenshots" / "predict.png"
@@ -39,12 +35,6 @@ IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_dataset):
     if not CHROMIUM.exists():
@@ -53,47 +43,9 @@ def server(tmp_path_factory, tiny_dataset):
             pytest.fail(message)
         pytest.skip(message)
     art = tiny_artifacts(tmp_path_factory, tiny_dataset)
-    port, log = _free_port(), tmp_path_factory.mktemp("predict_server") / "server.log"
-    env = {**os.environ, "NEUROSCAN_ARTIFACTS": str(art)}
-    env.pop("NEUROSCAN_DATA_DIR", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "streamlit_app.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-    ]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit not healthy after 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+    log = tmp_path_factory.mktemp("predict_server") / "server.log"
+    with streamlit_server(art, log) as (base, _):
         yield base, art
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _idle(page) -> None:

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-from test_predict import tiny_artifacts
 
 from tumor_model.predict import confidence_band
 
 from badfiles import bad_files, odd_files
 from conftest import REPO
+from test_predict import tiny_artifacts
 
 APP = REPO / "streamlit_app.py"
 
