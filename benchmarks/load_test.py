@@ -38,18 +38,12 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from streamlit_server import free_port, streamlit_server  # noqa: E402,F401
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from streamlit_server import (  # noqa: E402,F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    free_port,
+    streamlit_server,
+)
 
 # Polled in the page after upload k: {ok, bad} once the k-th result is on screen, else null.
 RESULT_JS = """([k, name]) => {

@@ -12,21 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from streamlit_server import streamlit_server
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "docs" / "screenshots"
 SHARED_DATA = REPO.parent / "shared" / "data" / "brain-tumor-dataset"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # url path -> (visible texts, minimum number of rendered plotly charts). A page comes first: the
 # first request of a fresh server must still run through streamlit_app.py (sidebar, notice).
 PAGES = {
@@ -75,7 +65,7 @@ def page(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             yield browser.new_page(viewport={"width": 1280, "height": 900})
         finally:

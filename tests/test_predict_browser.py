@@ -9,27 +9,16 @@ Runs on the shipped artifacts, else on the tiny model of test_predict.tiny_artif
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from badfiles import bad_files
 from conftest import REPO
-from streamlit_server import streamlit_server
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 from test_predict import tiny_artifacts
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOT = REPO / "docs" / "screenshots" / "predict.png"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
 
 pytestmark = pytest.mark.slow
@@ -66,7 +55,7 @@ def test_upload_and_explain_in_the_browser(server, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_bytes(bad_files()["text.png"])
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1250})
             page.goto(f"{base}/predict", wait_until="domcontentloaded")

@@ -14,6 +14,19 @@ from pathlib import Path
 CLASS_NAMES = ("healthy", "tumor")  # index = label = model output order (sigmoid gives P(tumor))
 TUMOR, HEALTHY = 1, 0
 
+HISTORY_COLUMNS = [
+    "epoch",
+    "phase",
+    "loss",
+    "accuracy",
+    "auc",
+    "val_loss",
+    "val_accuracy",
+    "val_auc",
+    "lr",
+    "seconds",
+]  # history.csv, one row per epoch
+
 SPLITS = ("group", "random")
 GEOMETRIES = ("crop-pad", "pad", "squash")
 HEADS = ("gap", "flatten")

@@ -20,7 +20,7 @@ from PIL import ImageOps
 from plotly.subplots import make_subplots
 
 from . import evaluate
-from .config import CLASS_NAMES
+from .config import CLASS_NAMES, HISTORY_COLUMNS
 from .imageio import ImageLoadError, load_image
 
 APP_DIR = Path(__file__).resolve().parent.parent  # where streamlit_app.py lives
@@ -28,18 +28,7 @@ ARTIFACTS_ENV, DATA_ENV = "NEUROSCAN_ARTIFACTS", "NEUROSCAN_DATA_DIR"
 WEIGHTS = "../shared/weights/mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5"
 REBUILD = f"python -m tumor_model train --data-dir <dataset> --weights {WEIGHTS}"
 COLUMNS = {
-    "history.csv": [
-        "epoch",
-        "phase",
-        "loss",
-        "accuracy",
-        "auc",
-        "val_loss",
-        "val_accuracy",
-        "val_auc",
-        "lr",
-        "seconds",
-    ],
+    "history.csv": HISTORY_COLUMNS,
     "predictions.csv": ["path", "root", "split", "group", "label", "probability"],
     "split.csv": ["path", "root", "sha256", "group", "label", "split"],
     "samples/samples.csv": ["file", "label", "class_name"],

@@ -22,7 +22,7 @@ import tensorflow as tf
 from PIL import Image
 
 from . import data, evaluate, features, ood, split
-from .config import CLASS_NAMES, Settings
+from .config import CLASS_NAMES, HISTORY_COLUMNS, Settings
 from .imageio import load_image, prepare
 from .model import (
     BACKBONES,
@@ -34,19 +34,6 @@ from .model import (
     set_fine_tune,
     weights_origin,
 )
-
-HISTORY_COLUMNS = [
-    "epoch",
-    "phase",
-    "loss",
-    "accuracy",
-    "auc",
-    "val_loss",
-    "val_accuracy",
-    "val_auc",
-    "lr",
-    "seconds",
-]
 
 
 def log(msg: str) -> None:
