@@ -70,4 +70,7 @@ st.sidebar.warning("Research tool — not for diagnosis", icon=":material/warnin
 model_panel()
 data_panel()
 st.sidebar.caption(f"Artifacts: `{dash.artifacts_dir()}`")
-page.run()
+try:
+    page.run()
+finally:  # also after st.stop() / st.rerun(), which raise
+    dash.release_memory()

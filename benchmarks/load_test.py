@@ -231,6 +231,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per step")
     parser.add_argument("--out", default=None, help="also write the JSON summary here")
+    parser.add_argument("--server-log", default=None, help="also keep the server's whole log here")
     args = parser.parse_args(argv)
     artifacts = Path(args.artifacts).resolve()
     if not (artifacts / "model.keras").is_file():
@@ -253,6 +254,8 @@ def main(argv=None) -> int:
             )
         result["artifacts"] = str(artifacts)
         result["server_log_tail"] = log.read_text()[-1500:] if result["failed"] else ""
+        if args.server_log:
+            Path(args.server_log).write_text(log.read_text())
     text = json.dumps(result, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n")

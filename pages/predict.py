@@ -232,7 +232,7 @@ def explanation_panel(predictor: Predictor, item: dict, stamp: float) -> None:
         ex.METHODS,
         format_func=ex.METHOD_NAMES.get,
         key="predict_method",
-        help="Grad-CAM is fast; Score-CAM is slower (about 3 s per scan).",
+        help="Grad-CAM and Grad-CAM++ take well under a second; Score-CAM and SmoothGrad 2-3 s.",
     )
     alpha = c2.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="predict_alpha")
     colormap = c3.selectbox("Colour map", tuple(ex.COLORMAPS), key="predict_colormap")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -395,3 +396,22 @@ def test_duplicate_audit_helpers(summary, tmp_path):
     assert rows.caption.iloc[1] == "tumor · b.jpg"
     assert dash.group_images(examples[0], None).image.iloc[0] == "r/a.jpg"
     assert dash.duplicate_numbers({}) == {} and dash.duplicate_examples({}) == []
+
+
+def _rss_mib() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+def test_release_memory_returns_freed_heap_to_the_os():
+    """200 MB in 50 kB blocks (heap, not mmap); every 20th kept alive pins the heap, so freeing
+    the rest lowers RSS only once release_memory (glibc malloc_trim) hands the holes back."""
+    if dash._malloc_trim() is None:
+        pytest.skip("no glibc malloc_trim in this C library")
+    blocks = [bytes(50_000) for _ in range(4000)]
+    pinned = blocks[::20]
+    del blocks
+    before = _rss_mib()
+    assert dash.release_memory() is True
+    assert before - _rss_mib() >= 100, f"RSS {before:.0f} -> {_rss_mib():.0f} MiB"
+    assert len(pinned) == 200

@@ -140,12 +140,38 @@ def test_explaining_never_modifies_the_model(trained, held_out):
     assert all(np.array_equal(a, b) for a, b in zip(weights, trained.get_weights(), strict=True))
 
 
+# Score-CAM with max_n 64 uses all 16 channels, with 6 the 6 maps of largest spatial std.
+CASES = [("gradcam", 64), ("gradcam++", 64), ("scorecam", 64), ("scorecam", 6)]
+
+
+@pytest.mark.parametrize(("method", "max_n"), CASES)
+@pytest.mark.parametrize("target", [None, 0, 1])
+def test_compiled_maps_match_tf_keras_vis(trained, held_out, method, max_n, target):
+    """The compiled Grad-CAM / Grad-CAM++ / Score-CAM (the default) gives tf-keras-vis's map."""
+    assert set(ex.COMPILED) == {m for m, _ in CASES}
+    x, y, _ = held_out
+    explainer = ex.Explainer(trained, "last_conv", scorecam_max_n=max_n)
+    reference = ex.Explainer(trained, "last_conv", scorecam_max_n=max_n, compiled=False)
+    for i in (int(np.flatnonzero(y == 1)[0]), int(np.flatnonzero(y == 0)[0])):
+        fast, slow = (
+            explainer.explain(x[i], method, target),
+            reference.explain(x[i], method, target),
+        )
+        assert fast.target == slow.target and slow.heatmap.std() > 0.01
+        if target is None:
+            assert fast.probability == pytest.approx(slow.probability, abs=1e-5)
+        np.testing.assert_allclose(fast.heatmap, slow.heatmap, atol=2e-3)
+
+
 def test_visualizers_are_built_once(explainer, held_out):
     x, _, _ = held_out
     explainer.heatmap(x[0], "gradcam")
-    first = explainer.visualizer("gradcam")
+    first, compiled = explainer.visualizer("gradcam"), explainer.gradient_function()
     explainer.heatmap(x[1], "gradcam")
+    explainer.heatmap(x[2], "gradcam++", target=0)
     assert explainer.visualizer("gradcam") is first
+    assert explainer.gradient_function() is compiled
+    assert compiled.experimental_get_tracing_count() == 1  # one graph, reused for every image
     assert explainer.linear_model() is explainer.linear_model()
 
 

@@ -3,9 +3,8 @@
 Uses benchmarks/load_test.py (the benchmark does 10 x 20 = 200 predictions; this test does
 10 x 3 = 30, about a minute on 2 cores). Every prediction must succeed and the server's memory
 must not keep growing: RSS after all 30 predictions is within 10% + 64 MiB of RSS after 15
-(the model, the explainer and TensorFlow's warm-up are all in the first half). The memory check
-is an expected failure for now (an open issue with the shipped model, see docs/reliability.md);
-with the tiny test model it passes (XPASS).
+(the model, the explainer and TensorFlow's warm-up are all in the first half). The full
+200-prediction run on the shipped model is in docs/reliability.md.
 
 Runs on the shipped artifacts, else on the tiny model of test_predict.tiny_artifacts. Skipped
 when /usr/bin/chromium is missing, except in CI (env CI set), where that is a failure.
@@ -66,11 +65,6 @@ def test_ten_concurrent_sessions_all_predict(load):
     assert "Traceback" not in log
 
 
-@pytest.mark.xfail(
-    reason="open issue: with the shipped model the server's RSS grows about 4-5 MiB per "
-    "prediction under 10 concurrent sessions (docs/reliability.md, 'Concurrent users')",
-    strict=False,
-)
 def test_server_memory_does_not_keep_growing(load):
     result, _ = load
     total = SESSIONS * UPLOADS

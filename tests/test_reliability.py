@@ -417,6 +417,7 @@ def test_streamlit_config_is_safe():
     assert 1 <= server["maxUploadSize"] <= 200  # MB
     assert server["enableXsrfProtection"] is True
     assert server["runOnSave"] is False
+    assert server["fileWatcherType"] == "none"  # a serving process never reloads its code
     assert browser["gatherUsageStats"] is False
     assert server.get("enableCORS", True) is True  # never switched off
 

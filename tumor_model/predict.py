@@ -94,8 +94,7 @@ class Predictor:
             self.guard = ood.load(guard) if guard.is_file() else None
         except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise ArtifactError(f"{guard} is corrupt ({err}); rebuild with: {REBUILD}") from err
-        pool = self.model.get_layer("pool").output
-        self._both = keras.Model(self.model.input, [self.model.output, pool])
+        self._forward = _compiled_forward(self.model, self.size)
         self._explainer = None
         self._lock = threading.Lock()
 
@@ -107,9 +106,8 @@ class Predictor:
         if not images:
             return []
         batch = np.stack([self.pixels(img) for img in images]).astype("float32")
-        # predict_on_batch, not predict: Streamlit calls from a new thread each rerun, and
-        # Model.predict grows native memory per calling thread (measured in tests/test_load.py).
-        parts = [self._both.predict_on_batch(batch[i : i + 32]) for i in range(0, len(batch), 32)]
+        with self._lock:  # one model call at a time: 2 cores are busy with one already
+            parts = [self._forward(batch[i : i + 32]) for i in range(0, len(batch), 32)]
         probs = np.concatenate([np.asarray(p) for p, _ in parts])
         pooled = np.concatenate([np.asarray(f) for _, f in parts])
         scores = ood.score(pooled, self.guard) if self.guard else np.zeros(len(images))
@@ -210,3 +208,17 @@ def read_card(folder: str | Path) -> dict:
             f"{folder / 'model_card.json'} is not a JSON object; rebuild with: {REBUILD}"
         )
     return card
+
+
+def _compiled_forward(model, size: int):
+    """(probabilities, pool features) of an image batch, traced once for any batch size.
+
+    Not Model.predict or predict_on_batch: Streamlit runs every rerun in a new thread, and
+    concurrent sessions made Keras retrace its predict function again and again (a new graph
+    per trace, seen as server memory growing with each prediction under load)."""
+    import keras
+    import tensorflow as tf
+
+    both = keras.Model(model.input, [model.output, model.get_layer("pool").output])
+    spec = tf.TensorSpec((None, size, size, 3), tf.float32)
+    return tf.function(lambda batch: both(batch, training=False), input_signature=[spec])
