@@ -12,18 +12,16 @@ on them.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from tumor_model import evaluate, features  # noqa: E402
-from tumor_model.model import BackbonePreprocess  # noqa: E402,F401  (registers the layer)
+from tumor_model.predict import Predictor  # noqa: E402
 
 
 def probabilities(model, pixels: np.ndarray) -> dict[str, np.ndarray]:
@@ -37,8 +35,8 @@ def main() -> None:
     parser.add_argument("artifacts", type=Path)
     parser.add_argument("--data-dir", type=Path, help="dataset root (default: as recorded)")
     args = parser.parse_args()
-    card = json.loads((args.artifacts / "model_card.json").read_text())
-    model = keras.models.load_model(args.artifacts / "model.keras", safe_mode=True, compile=False)
+    predictor = Predictor(args.artifacts)  # checks the model's sha256, as the app does
+    model, card = predictor.model, predictor.card
     table = pd.read_csv(args.artifacts / "split.csv")
     if args.data_dir:
         table["root"] = str(args.data_dir)

@@ -228,8 +228,9 @@ class Explainer:
 
     def probability(self, pixels) -> float:
         """P(tumour) of one prepared image (from the clone: z -> sigmoid)."""
-        _, _, z = self._maps_and_gradients(self._batch(pixels))
-        return _sigmoid(z)
+        logits = self.logit_function()
+        with self._lock:
+            return _sigmoid(float(np.asarray(logits(self._batch(pixels)))[0]))
 
     def _maps_and_gradients(self, batch: np.ndarray):
         with self._lock:
