@@ -5,6 +5,9 @@
 
 Every variant reuses the feature cache, so each costs one feature extraction (~50 s on 2 cores)
 the first time and seconds after. Nothing here looks at a test split: CV only.
+
+`--groups source` keeps every image size whole as well as every duplicate group (folds of
+sources rather than of slices): a proxy for scans from a source the model never saw.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ VARIANTS = {
         "stretch": True,
         "class_weights": True,
     },
+    "crop-pad+stretch+dropout0.5": {"geometry": "crop-pad", "stretch": True, "dropout": 0.5},
+    "crop-pad+stretch+dense64": {"geometry": "crop-pad", "stretch": True, "dense_units": 64},
 }
 
 
@@ -40,6 +45,7 @@ def main() -> None:
     parser.add_argument("--data-dir", action="append")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--only", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--groups", choices=tuple(train.CV_GROUPS), default="duplicate")
     args = parser.parse_args()
     base = Settings(
         weights=args.weights,
@@ -47,27 +53,30 @@ def main() -> None:
         **({"data_dirs": tuple(args.data_dir)} if args.data_dir else {}),
     )
     table, _ = train.prepare_table(base)
+    print(f"{args.groups} groups: {len(set(train.cv_groups(table, args.groups)))}", flush=True)
     rows = []
     for name in args.only:
         settings = dataclasses.replace(base, **VARIANTS[name])
         _, feat_model, _ = build_model(settings)
         with contextlib.redirect_stdout(io.StringIO()):
             x = features.extract(feat_model, table, settings)
-        cv = train.cross_validate(x, table, settings, args.folds)
+        cv = train.cross_validate(x, table, settings, args.folds, args.groups)
         m = cv["metrics"]
         rows.append(
             {
                 "variant": name,
                 **{
                     k: f"{m[k]['value']:.4f} [{m[k]['ci_low']:.3f}, {m[k]['ci_high']:.3f}]"
-                    for k in ("accuracy", "roc_auc", "sensitivity")
+                    for k in ("accuracy", "roc_auc", "sensitivity", "specificity")
                 },
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| variant | CV accuracy | CV ROC AUC | CV sensitivity |\n|---|---|---|---|")
+    print("\n| variant | CV accuracy | CV ROC AUC | CV sensitivity | CV specificity |")
+    print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['accuracy']} | {r['roc_auc']} | {r['sensitivity']} |")
+        cells = (r["accuracy"], r["roc_auc"], r["sensitivity"], r["specificity"])
+        print(f"| {r['variant']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

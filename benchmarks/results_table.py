@@ -32,6 +32,11 @@ def main() -> None:
         ),
         ("NeuroScan, grouped CV (frozen-feature stage)", metrics.get("cv"), None),
         (
+            "NeuroScan, cross-source CV (frozen-feature stage; image sizes kept whole)",
+            metrics.get("cv_source"),
+            None,
+        ),
+        (
             "NeuroScan, the report's random split (seed 314), same recipe",
             metrics.get("random_split"),
             None,

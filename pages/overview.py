@@ -53,7 +53,10 @@ def evaluation_text() -> None:
         "- **Group level.** Each duplicate group counted once (mean probability of its files).\n"
         "- **Random split (the report's protocol).** Files split 80/10/10 at random: copies of "
         "test images sit in training, so its numbers are optimistic.\n"
-        "- **Grouped cross-validation.** K folds by duplicate group on frozen features.\n\n"
+        "- **Grouped cross-validation.** K folds by duplicate group on frozen features.\n"
+        "- **Cross-source cross-validation.** As above, but every image size (width x height, a "
+        "trace of the source website or scanner) also stays in one fold, so each fold is tested "
+        "on sources it never saw: closer to what to expect on another hospital's scans.\n\n"
         "All intervals are 95% percentile-bootstrap confidence intervals."
     )
 
@@ -62,7 +65,7 @@ def headline_section(metrics: dict) -> None:
     st.header("Headline metrics")
     present = [k for k in dash.PROTOCOLS if dash.metric_items(metrics.get(k))]
     if not present:
-        st.warning("metrics.json holds no metric blocks (test, random_split, cv).")
+        st.warning("metrics.json holds no metric blocks (test, random_split, cv, cv_source).")
         return
     for col, key in zip(st.columns(len(present)), present, strict=True):
         items = dash.metric_items(metrics[key])

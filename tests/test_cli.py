@@ -23,7 +23,7 @@ def _run(*args, timeout=600):
 def test_help_lists_subcommands():
     done = _run("--help")
     assert done.returncode == 0
-    for sub in ("summarize", "train", "evaluate", "predict"):
+    for sub in ("summarize", "train", "cv", "evaluate", "predict"):
         assert sub in done.stdout
 
 
@@ -97,6 +97,11 @@ def test_evaluate_test_split_and_folder(tiny_artifacts, tiny_dataset, tmp_path):
     everything = json.loads(out.read_text())
     assert everything["summary"]["images"] == len(preds)  # all readable images of the folder
     assert everything["groups"]["n"] < everything["files"]["n"]
+    # the threshold that suits these scans separates them at least as well as the model's
+    local, m = everything["summary"]["local_threshold"], everything["files"]["metrics"]
+    assert 0 < local["threshold"] < 1
+    j_model = m["sensitivity"]["value"] + m["specificity"]["value"]
+    assert local["sensitivity"] + local["specificity"] >= j_model - 1e-3
 
 
 def test_bad_arguments_give_clear_errors(tmp_path, capsys):

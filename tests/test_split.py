@@ -37,6 +37,22 @@ def test_groups_join_exact_and_near_copies_transitively():
     assert len(set(g)) == 3
 
 
+def test_merge_groups_joins_items_sharing_any_key():
+    groups = np.array([0, 0, 1, 2, 3, 4])
+    dims = np.array(["512x512", "225x225", "225x225", "630x630", "630x630", "300x240"])
+    merged = split.merge_groups(groups, dims)
+    # 0-1 share a group, 1-2 share a size, 3-4 share a size, 5 stands alone
+    assert merged.tolist() == [0, 0, 0, 1, 1, 2]
+    assert split.merge_groups(groups).tolist() == [0, 0, 1, 2, 3, 4]
+
+
+def test_merge_groups_rejects_bad_keys():
+    with pytest.raises(ValueError, match="at least one"):
+        split.merge_groups()
+    with pytest.raises(ValueError, match="differ in length"):
+        split.merge_groups([0, 1], [0, 1, 2])
+
+
 def test_group_split_never_leaks_and_is_stratified():
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(300), rng.integers(1, 5, 300))

@@ -67,7 +67,103 @@ def test_metrics_agree_with_predictions_and_sklearn(tiny_artifacts):
     grouped = evaluate.group_level(test)
     assert metrics["test_groups"]["n"] == len(grouped)
     assert metrics["cv"]["folds"] == 3 and len(metrics["cv"]["fold_accuracy"]) == 3
+    assert sum(metrics["cv"]["fold_size"]) == len(preds)
+    # every generated image is 64 x 64: one "source", so cross-source CV is left out
+    assert "cv_source" not in metrics
     assert "accuracy_reencoded" in metrics["shortcut"]
+
+
+def _sized_table(n=160, sizes=40, seed=0):
+    """Labels, duplicate groups (a few near-copy pairs) and image sizes for a CV on synthetic
+    features."""
+    rng = np.random.default_rng(seed)
+    label = np.arange(n) % 2
+    group = np.arange(n)
+    group[1:20:2] = group[0:19:2]  # ten pairs of copies, each may join two sizes
+    dims = rng.integers(0, sizes, n)
+    table = pd.DataFrame({"label": label, "group": group, "width": 100 + dims, "height": 90})
+    x = rng.normal(0, 1, (n, 8)).astype("float32")
+    x[:, 0] += 6.0 * label  # a strong, source-independent signal
+    return table, x
+
+
+def test_cross_source_folds_keep_each_image_size_whole():
+    table, _ = _sized_table()
+    groups = train.cv_groups(table, "source")
+    dims = table.width.astype(str) + "x" + table.height.astype(str)
+    seen = {}
+    for k, (_, test) in enumerate(split.grouped_folds(table.label, groups, 3, 314)):
+        for d in set(dims.iloc[test]):
+            assert seen.setdefault(d, k) == k, f"size {d} in folds {seen[d]} and {k}"
+        for g in set(table.group.iloc[test]):
+            assert seen.setdefault(("group", g), k) == k
+    assert len(set(groups)) < table.group.nunique()  # sizes really merged groups
+    with pytest.raises(ValueError, match="'sizes'"):
+        train.cv_groups(table, "sizes")
+
+
+def test_cross_validate_by_source(tmp_path):
+    table, x = _sized_table()
+    settings = tiny_settings(tmp_path, tmp_path / "out", head_epochs=30, patience=30, head_lr=0.01)
+    result = train.cross_validate(x, table, settings, 3, "source")
+    assert result["groups"].startswith("source:")
+    assert sum(result["fold_size"]) == len(table) and result["folds"] == 3
+    assert result["metrics"]["accuracy"]["value"] > 0.9  # the signal does not depend on size
+    few = table.assign(width=100)  # one size: every row merges into a handful of groups
+    with pytest.raises(ValueError, match="needs at least 12 groups"):
+        train.cross_validate(x, few, settings, 3, "source")
+    assert set(train.cv_metrics(x, few, settings, 3)) == {"cv"}
+
+
+def test_cv_command_recomputes_and_saves(tiny_artifacts, tmp_path):
+    import shutil
+
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifacts, art)
+    before = json.loads((art / "metrics.json").read_text())
+    del before["cv"]
+    before["cv_source"] = {"stale": True}
+    (art / "metrics.json").write_text(json.dumps(before))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tumor_model", "cv", "--artifacts", str(art), "--folds", "3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["cv"]["folds"] == 3 and 0 <= printed["cv"]["accuracy"] <= 1
+    assert printed["saved"] is False
+    assert "cv" not in json.loads((art / "metrics.json").read_text())  # not saved
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tumor_model",
+            "cv",
+            "--artifacts",
+            str(art),
+            "--folds",
+            "3",
+            "--save",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    after = json.loads((art / "metrics.json").read_text())
+    assert after["cv"]["folds"] == 3 and after["test"] == before["test"]
+    assert "cv_source" not in after  # one image size here: skipped, and the old one dropped
+    bad = subprocess.run(
+        [sys.executable, "-m", "tumor_model", "cv", "--artifacts", str(art), "--folds", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "folds must be >= 2, got 1" in bad.stderr
 
 
 def test_saved_model_reproduces_predictions(tiny_artifacts):

@@ -1,8 +1,9 @@
-"""python -m tumor_model summarize | train | evaluate | predict"""
+"""python -m tumor_model summarize | train | cv | evaluate | predict"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -75,6 +76,26 @@ def cmd_train(args) -> int:
     train.run(
         settings, cv_folds=args.cv, shortcut=args.shortcut, report_protocol=args.report_protocol
     )
+    return 0
+
+
+def cmd_cv(args) -> int:
+    from . import train
+
+    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr, the result on stdout
+        result = train.cv_artifacts(args.artifacts, args.data_dir, args.folds, args.save)
+    summary = {
+        name: {
+            "groups": block["groups"],
+            "folds": block["folds"],
+            **{
+                k: round(block["metrics"][k]["value"], 4)
+                for k in ("accuracy", "roc_auc", "sensitivity", "specificity")
+            },
+        }
+        for name, block in result.items()
+    }
+    print(json.dumps({**summary, "saved": args.save}, indent=2))
     return 0
 
 
@@ -173,6 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="also train and test the same recipe on the report's random split",
     )
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "cv",
+        help="grouped and cross-source K-fold CV of a trained model's recipe (frozen stage)",
+    )
+    p.add_argument("--artifacts", default="artifacts", help="reads its settings.json")
+    p.add_argument("--data-dir", action="append", metavar="DIR", help="default: the model's data")
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument(
+        "--save", action="store_true", help="store the results in <artifacts>/metrics.json"
+    )
+    p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("evaluate", help="metrics of a trained model on its test split or a folder")
     p.add_argument("--artifacts", default="artifacts")

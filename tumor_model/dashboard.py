@@ -64,12 +64,14 @@ PROTOCOLS = {
     "test_groups": "Duplicate-group split, test groups (each group once)",
     "random_split": "Random split (the report's protocol, leaks duplicates)",
     "cv": "Grouped cross-validation (frozen features + head)",
+    "cv_source": "Cross-source CV: image sizes kept whole across folds (frozen features + head)",
 }
 SHORT = {
     "test": "Group split",
     "test_groups": "Per group",
     "random_split": "Random split",
     "cv": "Grouped CV",
+    "cv_source": "Cross-source CV",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import data, evaluate, split
@@ -57,7 +58,23 @@ def run(artifacts="artifacts", data_dirs=None, use_all=False, n_boot=1000, thres
     }
     m = out["files"]["metrics"]
     out["summary"].update({k: round(m[k]["value"], 4) for k in ("accuracy", "roc_auc")})
+    if table.label.nunique() == 2:
+        out["summary"]["local_threshold"] = local_threshold(table.label, table.probability)
     return out
+
+
+def local_threshold(labels, probs) -> dict:
+    """The threshold that would suit these scans (Youden's J, as training picks it on
+    validation), with its sensitivity and specificity here. Fit it on one set of local scans
+    and check it on another before using it (--threshold)."""
+    y, p = np.asarray(labels), np.asarray(probs)
+    thr = evaluate.choose_threshold(y, p)
+    pred = p >= thr
+    return {
+        "threshold": thr,
+        "sensitivity": round(float(pred[y == 1].mean()), 4),
+        "specificity": round(float((~pred[y == 0]).mean()), 4),
+    }
 
 
 def shortcut(artifacts="artifacts", data_dir=None, side: int = 256) -> dict:

@@ -71,6 +71,26 @@ def duplicate_groups(sha256: list, thumbs: np.ndarray, threshold: float) -> np.n
     return np.array([remap.setdefault(g, len(remap)) for g in ids], dtype=np.int64)
 
 
+def merge_groups(*keys) -> np.ndarray:
+    """Component id per item (0..k-1, in order of first appearance): items sharing a value in
+    any of `keys` end up together. merge_groups(groups, dims) keeps each duplicate group and
+    each image size whole, a proxy for "source" in cross-source validation."""
+    if not keys:
+        raise ValueError("merge_groups needs at least one key array")
+    keys = [np.asarray(k) for k in keys]
+    if len({len(k) for k in keys}) != 1:
+        raise ValueError(f"key arrays differ in length: {[len(k) for k in keys]!r}")
+    uf = _UnionFind(len(keys[0]))
+    for key in keys:
+        first = {}
+        for i, value in enumerate(key.tolist()):
+            uf.union(first.setdefault(value, i), i)
+    remap = {}
+    return np.array(
+        [remap.setdefault(uf.find(i), len(remap)) for i in range(len(keys[0]))], dtype=np.int64
+    )
+
+
 def group_split(labels, groups, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
     """Stratified split by group: per class, shuffled groups fill test, then val, rest is train."""
     labels, groups = np.asarray(labels), np.asarray(groups)

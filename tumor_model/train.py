@@ -8,8 +8,10 @@ renamed into place at the end, so a killed run never leaves half-written artifac
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
+import json
 import platform
 import shutil
 import time
@@ -234,9 +236,31 @@ def decide(val_y, val_p, settings) -> tuple[float, float]:
     return temperature, evaluate.choose_threshold(val_y, calibrated)
 
 
-def cross_validate(x, table, settings, folds: int) -> dict:
+CV_GROUPS = {
+    "duplicate": "duplicate groups kept whole",
+    "source": "duplicate groups and image sizes kept whole (a proxy for unseen sources)",
+}
+
+
+def cv_groups(table: pd.DataFrame, by: str) -> np.ndarray:
+    """Fold groups: duplicate groups, or for "source" duplicate groups merged with image size
+    (width x height), so no image size is in two folds: cross-source rather than cross-slice."""
+    if by not in CV_GROUPS:
+        raise ValueError(f"CV groups must be one of {tuple(CV_GROUPS)}, got {by!r}")
+    if by == "duplicate":
+        return table.group.to_numpy()
+    dims = table.width.astype(str) + "x" + table.height.astype(str)
+    return split.merge_groups(table.group, dims)
+
+
+def cross_validate(x, table, settings, folds: int, by: str = "duplicate") -> dict:
     """Grouped, stratified K-fold CV of the frozen-feature recipe on all images."""
-    y, groups = table.label.to_numpy(), table.group.to_numpy()
+    y, groups = table.label.to_numpy(), cv_groups(table, by)
+    if not enough_groups(groups, folds):
+        raise ValueError(
+            f"{by}-grouped {folds}-fold CV needs at least {folds + 9} groups (each fold holds "
+            f"one out, then 9 inner folds pick the validation part); got {len(set(groups))}"
+        )
     probs, thresholds, fold_of = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), int)
     fold_acc = []
     for k, (rest, test) in enumerate(split.grouped_folds(y, groups, folds, settings.seed)):
@@ -251,9 +275,52 @@ def cross_validate(x, table, settings, folds: int) -> dict:
         )
         thresholds[test], fold_of[test] = thr, k
         fold_acc.append(float(np.mean((probs[test] >= thr) == y[test])))
-        log(f"CV fold {k + 1}/{folds}: accuracy {fold_acc[-1]:.4f}")
+        log(f"CV ({by}) fold {k + 1}/{folds}: accuracy {fold_acc[-1]:.4f}")
     result = evaluate.report(y, probs, thresholds, settings.bootstrap, settings.seed)
-    result.update(folds=folds, fold_accuracy=fold_acc, recipe="frozen features + head")
+    result.update(
+        folds=folds,
+        fold_accuracy=fold_acc,
+        fold_size=np.bincount(fold_of, minlength=folds).tolist(),
+        groups=f"{by}: {CV_GROUPS[by]}",
+        recipe="frozen features + head",
+    )
+    return result
+
+
+def enough_groups(groups, folds: int) -> bool:
+    """One group per outer fold plus 9 for the inner validation folds."""
+    return len(set(np.asarray(groups).tolist())) >= folds + 9
+
+
+def cv_metrics(x, table, settings, folds: int) -> dict:
+    """{"cv": duplicate-grouped CV, "cv_source": cross-source CV} of the frozen-feature recipe.
+    Cross-source CV is left out (and logged) when the data has too few distinct image sizes."""
+    out = {"cv": cross_validate(x, table, settings, folds, "duplicate")}
+    if enough_groups(cv_groups(table, "source"), folds):
+        out["cv_source"] = cross_validate(x, table, settings, folds, "source")
+    else:
+        log(f"cross-source CV skipped: too few distinct image sizes for {folds} folds")
+    return out
+
+
+def cv_artifacts(folder, data_dirs=None, folds: int = 10, save: bool = False) -> dict:
+    """Both CVs of the recipe in `folder`/settings.json (frozen-feature stage) on its data or
+    on `data_dirs`; with save=True they replace "cv"/"cv_source" in `folder`/metrics.json."""
+    folder = Path(folder)
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds!r}")
+    settings = Settings.from_json(folder / "settings.json")
+    if data_dirs:
+        settings = dataclasses.replace(settings, data_dirs=tuple(data_dirs))
+    table, _ = prepare_table(settings)
+    _, feat_model, _ = build_model(settings)
+    result = cv_metrics(features.extract(feat_model, table, settings), table, settings, folds)
+    if save:
+        path = folder / "metrics.json"
+        metrics = json.loads(path.read_text())
+        metrics.pop("cv_source", None)  # a skipped cross-source CV must not leave an old one
+        metrics.update(result)
+        data.write_json(metrics, path)
     return result
 
 
@@ -435,7 +502,7 @@ def run(
     table["probability"], pooled = _all_probabilities(model, head, x, table, settings, temperature)
     metrics = evaluation(table, threshold, settings)
     if cv_folds:
-        metrics["cv"] = cross_validate(x, table, settings, cv_folds)
+        metrics.update(cv_metrics(x, table, settings, cv_folds))
     if shortcut:
         metrics["shortcut"] = _shortcut_block(model, table, threshold, settings)
     if report_protocol and settings.split == "group":
