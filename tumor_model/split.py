@@ -29,6 +29,20 @@ class _UnionFind:
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
 
+    def union_equal(self, values) -> None:
+        """Join every item with the first item that has the same value."""
+        first = {}
+        for i, value in enumerate(values):
+            self.union(first.setdefault(value, i), i)
+
+    def ids(self) -> np.ndarray:
+        """Component id per item, 0..k-1 in order of first appearance (stable, readable)."""
+        remap = {}
+        return np.array(
+            [remap.setdefault(self.find(i), len(remap)) for i in range(len(self.parent))],
+            dtype=np.int64,
+        )
+
 
 def near_pairs(thumbs: np.ndarray, threshold: float, block: int = 64):
     """Yield (i, j) with mean |thumbs[i] - thumbs[j]| <= threshold.
@@ -60,15 +74,10 @@ def duplicate_groups(sha256: list, thumbs: np.ndarray, threshold: float) -> np.n
     if len(sha256) != len(thumbs):
         raise ValueError(f"{len(sha256)} hashes but {len(thumbs)} thumbnails")
     uf = _UnionFind(len(sha256))
-    first = {}
-    for i, h in enumerate(sha256):
-        uf.union(first.setdefault(h, i), i)
+    uf.union_equal(sha256)
     for i, j in near_pairs(thumbs, threshold):
         uf.union(i, j)
-    roots = [uf.find(i) for i in range(len(sha256))]
-    _, ids = np.unique(roots, return_inverse=True)
-    remap = {}  # renumber so group ids follow file order: stable and readable
-    return np.array([remap.setdefault(g, len(remap)) for g in ids], dtype=np.int64)
+    return uf.ids()
 
 
 def merge_groups(*keys) -> np.ndarray:
@@ -82,13 +91,8 @@ def merge_groups(*keys) -> np.ndarray:
         raise ValueError(f"key arrays differ in length: {[len(k) for k in keys]!r}")
     uf = _UnionFind(len(keys[0]))
     for key in keys:
-        first = {}
-        for i, value in enumerate(key.tolist()):
-            uf.union(first.setdefault(value, i), i)
-    remap = {}
-    return np.array(
-        [remap.setdefault(uf.find(i), len(remap)) for i in range(len(keys[0]))], dtype=np.int64
-    )
+        uf.union_equal(key.tolist())
+    return uf.ids()
 
 
 def group_split(labels, groups, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
