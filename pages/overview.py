@@ -50,6 +50,8 @@ def evaluation_text() -> None:
     st.markdown(
         "- **Duplicate-group split (default).** Exact copies and near copies of an image form one "
         "group; every group lies in one split, so no test image has a copy in training.\n"
+        "- **Source split (`train --split source`).** Duplicate groups and image sizes both kept "
+        "whole, so validation and test hold only image sizes never seen in training.\n"
         "- **Group level.** Each duplicate group counted once (mean probability of its files).\n"
         "- **Random split (the report's protocol).** Files split 80/10/10 at random: copies of "
         "test images sit in training, so its numbers are optimistic.\n"
@@ -63,29 +65,27 @@ def evaluation_text() -> None:
 
 def headline_section(metrics: dict) -> None:
     st.header("Headline metrics")
-    present = [k for k in dash.PROTOCOLS if dash.metric_items(metrics.get(k))]
+    names = dash.protocol_names(metrics)
+    present = [k for k in names if dash.metric_items(metrics.get(k))]
     if not present:
         st.warning("metrics.json holds no metric blocks (test, random_split, cv, cv_source).")
         return
     for col, key in zip(st.columns(len(present)), present, strict=True):
         items = dash.metric_items(metrics[key])
         with col:
-            st.subheader(dash.SHORT[key])
+            st.subheader(names[key][0])
             for name in ("accuracy", "roc_auc"):
                 if name in items:
-                    label = f"{dash.SHORT[key]}: {dash.LABELS[name]}"
+                    label = f"{names[key][0]}: {dash.LABELS[name]}"
                     st.metric(label, dash.fmt_value(name, items[name]["value"]))
                     st.caption(dash.ci_text(name, items[name]))
-    missing = [dash.SHORT[k] for k in dash.PROTOCOLS if k not in present]
+    missing = [short for k, (short, _) in names.items() if k not in present]
     if missing:
         st.caption(f"Not in metrics.json: {', '.join(missing)}.")
     st.dataframe(dash.protocol_table(metrics), hide_index=True, key="overview_protocols")
     st.caption(
-        "Cells: value (95% CI). Group split = "
-        + dash.PROTOCOLS["test"]
-        + "; per group = "
-        + dash.PROTOCOLS["test_groups"]
-        + "."
+        f"Cells: value (95% CI). {names['test'][0]} = {names['test'][1]}; "
+        f"per group = {names['test_groups'][1]}."
     )
     shortcut_section(metrics.get("shortcut"))
 

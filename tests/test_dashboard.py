@@ -415,3 +415,14 @@ def test_release_memory_returns_freed_heap_to_the_os():
     assert dash.release_memory() is True
     assert before - _rss_mib() >= 100, f"RSS {before:.0f} -> {_rss_mib():.0f} MiB"
     assert len(pinned) == 200
+
+
+def test_test_split_is_named_after_the_models_split():
+    block = {"test": _block(accuracy=0.8)}
+    group = dash.protocol_table(block)
+    source = dash.protocol_table({**block, "protocol": {"split": "source", "seed": 314}})
+    random = dash.protocol_names({"protocol": {"split": "random"}})
+    assert list(group.protocol) == ["Group split"]
+    assert list(source.protocol) == ["Source split"]
+    assert random["test"][0] == "Random split" and "leaks" in random["test"][1]
+    assert dash.protocol_names({"protocol": {"split": "site"}})["test"][0] == "site split"

@@ -105,3 +105,5 @@ def test_bad_settings_raise():
         build_model(Settings(weights="/nope/weights.h5"))
     with pytest.raises(ValueError, match="geometry"):
         Settings(geometry="stretchy")
+    with pytest.raises(ValueError, match=r"resample must be in \[0, 1\), got 1.0"):
+        Settings(resample=1.0)

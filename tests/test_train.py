@@ -263,3 +263,61 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_dataset, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "MirroredStrategy over 2 devices" in done.stdout
     assert (tmp_path / "mirrored" / "model.keras").is_file()
+
+
+def _sized_dataset(root, sizes=((48, 48), (64, 48), (64, 64), (80, 64), (96, 72), (72, 96))):
+    """Per class, four scans at each of several image sizes (a source per size)."""
+    from PIL import Image
+
+    from conftest import fake_scan
+
+    rng = np.random.default_rng(3)
+    for label, folder in ((1, "Brain Tumor"), (0, "Healthy")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for w, h in sizes:
+            for i in range(4):
+                img = Image.fromarray(fake_scan(rng, bool(label), (h, w)))
+                img.save(root / folder / f"{w}x{h}_{i}.png")
+    return root
+
+
+def test_source_split_keeps_image_sizes_out_of_train(tmp_path):
+    root = _sized_dataset(tmp_path / "data")
+    table, _ = train.prepare_table(tiny_settings(root, tmp_path / "out", split="source"))
+    dims = table.width.astype(str) + "x" + table.height.astype(str)
+    seen = set(dims[table.split == "train"])
+    held = set(dims[table.split != "train"])
+    assert held and seen and not held & seen
+    assert set(table.split) == {"train", "val", "test"}
+    split.check_no_leak(table)
+
+
+def test_split_that_leaves_a_part_empty_names_the_problem(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset  # every generated scan is 64 x 64: one "source"
+    with pytest.raises(ValueError, match=r"source split left .* 1 image sizes"):
+        train.prepare_table(tiny_settings(root, tmp_path / "out", split="source"))
+
+
+def test_resample_blurs_but_keeps_shape_and_range():
+    import tensorflow as tf
+
+    checker = (np.indices((32, 32)).sum(axis=0) % 2 * 255.0).astype("float32")
+    x = tf.constant(np.repeat(checker[None, :, :, None], 8, axis=0).repeat(3, axis=3))
+    out = train.resample(x, 0.5).numpy()
+    assert out.shape == x.shape
+    assert out.min() >= -1e-3 and out.max() <= 255 + 1e-3
+    assert out.std() < 0.8 * checker.std()  # the finest detail is gone
+    same = train.resample(x, 1e-3).numpy()  # a factor of ~1 leaves the image as it was
+    np.testing.assert_allclose(same, x.numpy(), atol=1e-3)
+
+
+def test_pixel_dataset_applies_resample(tmp_path):
+    pixels = np.full((12, 32, 32, 3), 200, np.uint8)
+    pixels[:, (np.arange(32) // 2) % 2 == 0] = 40  # stripes 2 px wide
+
+    def edge_energy(resample: float) -> float:
+        settings = tiny_settings(tmp_path, tmp_path / "out", resample=resample, batch_size=4)
+        ds = train.pixel_dataset(pixels, np.zeros(12), settings, training=True)
+        return float(np.mean([np.abs(np.diff(b.numpy(), axis=1)).mean() for b, _ in ds]))
+
+    assert edge_energy(0.7) < 0.8 * edge_energy(0.0)

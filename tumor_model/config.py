@@ -27,7 +27,7 @@ HISTORY_COLUMNS = [
     "seconds",
 ]  # history.csv, one row per epoch
 
-SPLITS = ("group", "random")
+SPLITS = ("group", "source", "random")
 GEOMETRIES = ("crop-pad", "pad", "squash")
 HEADS = ("gap", "flatten")
 STRATEGIES = ("default", "mirrored")
@@ -40,7 +40,9 @@ class Settings:
     geometry: str = "crop-pad"  # crop-pad: crop to head, pad square; pad: pad square; squash
     stretch: bool = True  # per-image min-max intensity stretch inside the model
     # --- split ---
-    split: str = "group"  # group: by duplicate group (honest); random: the report's protocol
+    split: str = "group"  # group: by duplicate group (honest); source: by duplicate group and
+    # image size, so val/test hold only sizes never seen in train (a proxy for new sources);
+    # random: the report's protocol
     seed: int = 314  # split and training seed
     val_fraction: float = 0.1  # share of images (group split: of groups) for validation
     test_fraction: float = 0.1  # share of images for the test split
@@ -64,6 +66,8 @@ class Settings:
     fine_tune_epochs: int = 8  # maximum fine-tuning epochs
     fine_tune_lr: float = 1e-5  # Adam learning rate while fine-tuning
     augment: bool = True  # light augmentation while fine-tuning (flip, crop, contrast, noise)
+    resample: float = 0.0  # with augment: shrink each image by a random factor in
+    # [1 - resample, 1] and enlarge it back (the blur of lower-resolution scans); 0 = off
     strategy: str = "default"  # "mirrored": tf.distribute.MirroredStrategy (multi-GPU)
     # --- decision ---
     threshold: float = -1.0  # decision threshold; -1 = choose on validation (Youden's J)
@@ -88,8 +92,9 @@ class Settings:
             value = getattr(self, name)
             if not 0.0 < value < 0.5:
                 raise ValueError(f"{name} must be in (0, 0.5), got {value!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for name in ("dropout", "resample"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.threshold != -1.0 and not 0.0 < self.threshold < 1.0:
             raise ValueError(
                 f"threshold must be in (0, 1) or -1 (choose on validation), got {self.threshold!r}"

@@ -73,6 +73,15 @@ SHORT = {
     "cv": "Grouped CV",
     "cv_source": "Cross-source CV",
 }
+TEST_SPLITS = {  # the model's own split (metrics.json "protocol") -> (short, long) test name
+    "group": (SHORT["test"], PROTOCOLS["test"]),
+    "source": (
+        "Source split",
+        "Source split, test files: duplicate groups and image sizes kept whole, so every test "
+        "image has a size never seen in training",
+    ),
+    "random": ("Random split", "Random split, test files (the report's protocol, leaks copies)"),
+}
 
 
 class ArtifactError(RuntimeError):
@@ -272,13 +281,24 @@ def fmt_cell(name: str, m: dict) -> str:
     return f"{value} ({scale * lo:.{digits}f}–{scale * hi:.{digits}f})"
 
 
+def protocol_names(metrics: dict | None) -> dict[str, tuple[str, str]]:
+    """metrics.json key -> (short, long) protocol name; the test split is named after the split
+    the model was trained on (group by default, or source / random)."""
+    split = ((metrics or {}).get("protocol") or {}).get("split", "group")
+    short, long = TEST_SPLITS.get(split, (f"{split} split", f"{split} split, test files"))
+    names = {key: (SHORT[key], PROTOCOLS[key]) for key in PROTOCOLS}
+    names["test"] = (short, long)
+    names["test_groups"] = (SHORT["test_groups"], f"{short}, test groups (each group once)")
+    return names
+
+
 def protocol_table(metrics: dict, names=("accuracy", "sensitivity", "specificity", "roc_auc")):
     """Rows = evaluation protocols present in metrics.json, cells = 'value (95% CI)'."""
     rows = []
-    for key in PROTOCOLS:
+    for key, (short, _) in protocol_names(metrics).items():
         items = metric_items(metrics.get(key))
         if items:
-            row = {"protocol": SHORT[key], "n": metrics[key].get("n")}
+            row = {"protocol": short, "n": metrics[key].get("n")}
             row.update(
                 {LABELS.get(k, k): fmt_cell(k, items[k]) if k in items else "n/a" for k in names}
             )

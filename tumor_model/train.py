@@ -56,13 +56,22 @@ def prepare_table(settings: Settings) -> tuple[pd.DataFrame, dict]:
         list(scanned.images.sha256), scanned.thumbs, settings.dup_threshold
     )
     table = scanned.images.assign(group=groups)
-    if settings.split == "group":
+    if settings.split in ("group", "source"):
+        keep = cv_groups(table, "duplicate" if settings.split == "group" else "source")
         table["split"] = split.group_split(
-            table.label, groups, settings.val_fraction, settings.test_fraction, settings.seed
+            table.label, keep, settings.val_fraction, settings.test_fraction, settings.seed
         )
         split.check_no_leak(table)
     else:
         table["split"] = split.random_split(len(table), settings.seed)
+    empty = [name for name in split.SPLIT_NAMES if not (table.split == name).any()]
+    if empty:
+        sizes = table.groupby(["width", "height"]).ngroups
+        raise ValueError(
+            f"the {settings.split} split left {empty} empty: {len(table)} images, "
+            f"{table.group.nunique()} duplicate groups, {sizes} image sizes; add images "
+            f"(a source split needs many image sizes) or use another split"
+        )
     summary = data.summarize(scanned, groups)
     counts = table.groupby(["split", "label"]).size().unstack(fill_value=0)
     log(f"{table.group.nunique()} duplicate groups; split ({settings.split}):\n{counts}")
@@ -159,6 +168,20 @@ def gamma_and_noise(x):
     return x + tf.random.normal(tf.shape(x), stddev=3.0)
 
 
+def resample(x, strength: float):
+    """Shrink each image of batch `x` by a random factor in [1 - strength, 1] and enlarge it
+    back: the blur of a lower-resolution scan, so sharpness stops telling sources apart."""
+    side = tf.shape(x)[1]
+
+    def one(image):
+        factor = tf.random.uniform([], 1.0 - strength, 1.0)
+        small = tf.maximum(tf.cast(tf.round(factor * tf.cast(side, "float32")), "int32"), 8)
+        image = tf.image.resize(image[None], [small, small], antialias=True)
+        return tf.image.resize(image, [side, side])[0]
+
+    return tf.map_fn(one, x)
+
+
 def pixel_dataset(pixels, labels, settings, training: bool) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((pixels, labels.astype("float32")))
     if training:
@@ -168,15 +191,14 @@ def pixel_dataset(pixels, labels, settings, training: bool) -> tf.data.Dataset:
     )
     if training and settings.augment:
         aug = augmenter(settings.seed)
-        ds = ds.map(
-            lambda x, y: (
-                tf.clip_by_value(
-                    gamma_and_noise(aug(tf.cast(x, "float32"), training=True)), 0, 255
-                ),
-                y,
-            ),
-            num_parallel_calls=2,
-        )
+
+        def augment(x):
+            x = aug(tf.cast(x, "float32"), training=True)
+            if settings.resample:
+                x = resample(x, settings.resample)
+            return tf.clip_by_value(gamma_and_noise(x), 0, 255)
+
+        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=2)
     else:
         ds = ds.map(lambda x, y: (tf.cast(x, "float32"), y))
     return ds.prefetch(2)
@@ -505,7 +527,7 @@ def run(
         metrics.update(cv_metrics(x, table, settings, cv_folds))
     if shortcut:
         metrics["shortcut"] = _shortcut_block(model, table, threshold, settings)
-    if report_protocol and settings.split == "group":
+    if report_protocol and settings.split != "random":
         metrics["random_split"] = random_protocol(settings, table, x, strategy)
     is_train, is_val = (table.split == "train").to_numpy(), (table.split == "val").to_numpy()
     guard = ood.calibrate(ood.fit(pooled[is_train]), pooled[is_val])
