@@ -1,0 +1,55 @@
+"""Benchmark scripts that feed docs/experiments.md: they must compute what they claim."""
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _predictions(folder, probability, split=None, reverse=False):
+    n = len(probability)
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "path": [f"img{i}.png" for i in range(n)],
+            "root": "data",
+            "split": split if split is not None else ["val", "test"] * (n // 2),
+            "group": np.arange(n),
+            "label": np.arange(n) // 2 % 2,
+            "probability": probability,
+        }
+    ).iloc[:: -1 if reverse else 1].to_csv(folder / "predictions.csv", index=False)
+    return folder
+
+
+def test_ensemble_averages_members_on_one_split(tmp_path, monkeypatch, capsys):
+    ensemble = _script("ensemble")
+    label = np.arange(40) // 2 % 2
+    a = _predictions(tmp_path / "a", np.where(label == 1, 0.8, 0.4), reverse=True)
+    b = _predictions(tmp_path / "b", np.where(label == 1, 0.5, 0.1))
+    table, probs = ensemble.load([a, b])
+    assert len(table) == 40  # rows matched by file, whatever order each csv is in
+    monkeypatch.setattr("sys.argv", ["ensemble.py", str(a), str(b)])
+    ensemble.main()
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ensemble")]
+    cells = rows[0].strip("| ").split(" | ")
+    assert float(cells[2]) == 1.0 and float(cells[6]) == 1.0  # val and test accuracy
+    np.testing.assert_allclose(np.mean(list(probs.values()), axis=0)[table.label == 1], 0.65)
+
+
+def test_ensemble_refuses_folders_with_different_splits(tmp_path):
+    ensemble = _script("ensemble")
+    a = _predictions(tmp_path / "a", np.full(8, 0.5))
+    b = _predictions(tmp_path / "b", np.full(8, 0.5), split=["test", "val"] * 4)
+    with pytest.raises(ValueError, match="files or split differ"):
+        ensemble.load([a, b])
