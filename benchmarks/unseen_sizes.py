@@ -1,13 +1,15 @@
 """Where do a trained model's errors sit: on image sizes seen in training, or on new ones?
 
     PYTHONPATH=. python benchmarks/unseen_sizes.py artifacts [more artifact folders ...]
+    PYTHONPATH=. python benchmarks/unseen_sizes.py --by side /tmp/src_r0.0 /tmp/src_r0.5
 
 Image size (width x height) is a trace of where a file came from (website, scanner, export).
 For the validation and test files of each model's own split, this prints accuracy, sensitivity
 and specificity separately for files whose size occurs among that model's training files and
 files whose size does not: a cheap, after-the-fact view of how the model does on sources it has
 not seen. Reads predictions.csv and model_card.json; image sizes come from the file headers
-(PIL, no decoding). Nothing here is used to choose anything.
+(PIL, no decoding). `--by side` splits by the shorter side instead (< 256, 256-511, >= 512 px).
+Nothing here is used to choose anything.
 """
 
 from __future__ import annotations
@@ -26,6 +28,24 @@ def image_size(path: Path) -> str:
         return f"{img.width}x{img.height}"
 
 
+def side_bucket(size: str) -> str:
+    """Shorter side of a "WxH" size, in three bands: small images reach the model upsampled."""
+    side = min(int(v) for v in size.split("x"))
+    return "shorter side < 256 px" if side < 256 else "256-511 px" if side < 512 else ">= 512 px"
+
+
+def parts(part: pd.DataFrame, seen: set, by: str):
+    """(label, rows) of one split: by image size seen in train / new to train, or by side."""
+    if by == "side":
+        buckets = part["size"].map(side_bucket)
+        for label in ("shorter side < 256 px", "256-511 px", ">= 512 px"):
+            yield label, part[buckets == label]
+    else:
+        yield "size seen in train", part[part["size"].isin(seen)]
+        yield "size new to train", part[~part["size"].isin(seen)]
+    yield "all", part
+
+
 def rates(frame: pd.DataFrame, threshold: float) -> dict:
     pred = frame.probability.to_numpy() >= threshold
     y = frame.label.to_numpy() == 1
@@ -41,6 +61,9 @@ def rates(frame: pd.DataFrame, threshold: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("artifacts", type=Path, nargs="+")
+    parser.add_argument(
+        "--by", choices=("seen", "side"), default="seen", help="seen: size seen in train or not"
+    )
     args = parser.parse_args()
     print("| model | split | files | n (tumour) | accuracy | sensitivity | specificity |")
     print("|---|---|---|---|---|---|---|")
@@ -53,11 +76,7 @@ def main() -> None:
         seen = set(preds.loc[preds.split == "train", "size"])
         for name in ("val", "test"):
             part = preds[preds.split == name]
-            for label, rows in (
-                ("size seen in train", part[part["size"].isin(seen)]),
-                ("size new to train", part[~part["size"].isin(seen)]),
-                ("all", part),
-            ):
+            for label, rows in parts(part, seen, args.by):
                 r = rates(rows, threshold)
                 print(
                     f"| {folder} | {name} | {label} | {r['n']} ({r['tumour']}) | "

@@ -53,3 +53,14 @@ def test_ensemble_refuses_folders_with_different_splits(tmp_path):
     b = _predictions(tmp_path / "b", np.full(8, 0.5), split=["test", "val"] * 4)
     with pytest.raises(ValueError, match="files or split differ"):
         ensemble.load([a, b])
+
+
+def test_unseen_sizes_buckets_by_shorter_side():
+    unseen = _script("unseen_sizes")
+    assert unseen.side_bucket("630x225") == "shorter side < 256 px"
+    assert unseen.side_bucket("512x512") == ">= 512 px"
+    part = pd.DataFrame({"size": ["630x225", "300x400", "512x600", "200x200"]})
+    counts = {label: len(rows) for label, rows in unseen.parts(part, {"200x200"}, "side")}
+    assert counts == {"shorter side < 256 px": 2, "256-511 px": 1, ">= 512 px": 1, "all": 4}
+    seen = {label: len(rows) for label, rows in unseen.parts(part, {"200x200"}, "seen")}
+    assert seen == {"size seen in train": 1, "size new to train": 3, "all": 4}
