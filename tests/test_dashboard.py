@@ -238,8 +238,32 @@ def test_model_facts_and_counts():
     }
     facts = dict(dash.model_facts(card).values.tolist())
     assert facts["Backbone"] == "mobilenetv2" and "224 px" in facts["Input"]
+    assert "Fine-tuning augmentation" not in facts  # frozen model: nothing to say
     counts = dash.data_counts(card)
     assert counts["count"].sum() == 101 and set(counts["class"]) == {"healthy", "tumor"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            {"fine_tune_layers": 60, "augment": True, "resample": 0.5},
+            "resolution (shrunk by up to 50%)",
+        ),
+        ({"fine_tune_layers": 60, "augment": True, "resample": 0.0}, "noise"),
+        ({"fine_tune_layers": 60, "augment": False, "resample": 0.5}, "none"),
+    ],
+)
+def test_model_facts_name_the_fine_tuning_augmentation(settings, expected):
+    facts = dict(dash.model_facts({"settings": settings}).values.tolist())
+    assert facts["Fine-tuning augmentation"].endswith(expected)
+
+
+def test_the_shipped_model_card_states_its_augmentation():
+    card = json.loads((Path(__file__).parents[1] / "artifacts" / "model_card.json").read_text())
+    said = dict(dash.model_facts(card).values.tolist())["Fine-tuning augmentation"]
+    strength = card["settings"]["resample"]
+    assert (f"up to {strength:.0%}" in said) if strength else ("resolution" not in said)
 
 
 # ----------------------------------------------------------------------------- threshold metrics

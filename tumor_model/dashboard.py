@@ -338,6 +338,7 @@ def model_facts(card: dict) -> pd.DataFrame:
         "+ sigmoid",
         "Preprocessing": card.get("preprocessing"),
         "Fine-tuned layers": settings.get("fine_tune_layers"),
+        "Fine-tuning augmentation": augmentation(settings),
         "Decision threshold": _round(card.get("threshold")),
         "Temperature": _round(card.get("temperature")),
         "Training data": ", ".join(settings.get("data_dirs", [])) or None,
@@ -349,6 +350,17 @@ def model_facts(card: dict) -> pd.DataFrame:
     return pd.DataFrame(
         [(k, str(v)) for k, v in facts.items() if v is not None], columns=["property", "value"]
     )
+
+
+def augmentation(settings: dict) -> str | None:
+    """The fine-tuning augmentation in words; None when the settings do not say."""
+    if not settings.get("fine_tune_layers") or "augment" not in settings:
+        return None
+    if not settings["augment"]:
+        return "none"
+    words = "flip, rotation, zoom, contrast, brightness, gamma, noise"
+    strength = settings.get("resample") or 0
+    return words + (f", resolution (shrunk by up to {strength:.0%})" if strength else "")
 
 
 def data_counts(card: dict) -> pd.DataFrame:
