@@ -298,6 +298,15 @@ def test_split_that_leaves_a_part_empty_names_the_problem(tiny_dataset, tmp_path
         train.prepare_table(tiny_settings(root, tmp_path / "out", split="source"))
 
 
+def test_the_augmentations_the_dashboard_names_are_the_augmenters():
+    from tumor_model.config import AUGMENTATIONS
+
+    layers = [
+        type(layer).__name__.removeprefix("Random").lower() for layer in train.augmenter(0).layers
+    ]
+    assert (*layers, "gamma", "noise") == AUGMENTATIONS
+
+
 def test_resample_blurs_but_keeps_shape_and_range():
     import tensorflow as tf
 

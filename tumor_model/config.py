@@ -28,6 +28,8 @@ HISTORY_COLUMNS = [
 ]  # history.csv, one row per epoch
 
 SPLITS = ("group", "source", "random")
+# What train.pixel_dataset does to each fine-tuning image, in words (the dashboard shows it).
+AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast", "brightness", "gamma", "noise")
 GEOMETRIES = ("crop-pad", "pad", "squash")
 HEADS = ("gap", "flatten")
 STRATEGIES = ("default", "mirrored")

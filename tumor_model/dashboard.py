@@ -23,7 +23,7 @@ from PIL import ImageOps
 from plotly.subplots import make_subplots
 
 from . import evaluate
-from .config import CLASS_NAMES, HISTORY_COLUMNS
+from .config import AUGMENTATIONS, CLASS_NAMES, HISTORY_COLUMNS
 from .imageio import ImageLoadError, load_image
 
 APP_DIR = Path(__file__).resolve().parent.parent  # where streamlit_app.py lives
@@ -358,7 +358,7 @@ def augmentation(settings: dict) -> str | None:
         return None
     if not settings["augment"]:
         return "none"
-    words = "flip, rotation, zoom, contrast, brightness, gamma, noise"
+    words = ", ".join(AUGMENTATIONS)
     strength = settings.get("resample") or 0
     return words + (f", resolution (shrunk by up to {strength:.0%})" if strength else "")
 
