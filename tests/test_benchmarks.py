@@ -64,3 +64,16 @@ def test_unseen_sizes_buckets_by_shorter_side():
     assert counts == {"shorter side < 256 px": 2, "256-511 px": 1, ">= 512 px": 1, "all": 4}
     seen = {label: len(rows) for label, rows in unseen.parts(part, {"200x200"}, "seen")}
     assert seen == {"size seen in train": 1, "size new to train": 3, "all": 4}
+
+
+def test_bench_finetune_times_every_part_of_an_epoch():
+    bench = _script("bench_finetune")
+    rows = bench.measure(images=8, layers=5, size=32)
+    names = [what for what, _ in rows]
+    assert len(rows) == 6 and any("resample" in n and "training" in n for n in names)
+    assert all(np.isfinite(rate) and rate > 0 for _, rate in rows)
+
+
+def test_bench_finetune_refuses_nonsense_sizes():
+    with pytest.raises(ValueError, match="layers >= 1"):
+        _script("bench_finetune").measure(images=8, layers=0, size=32)

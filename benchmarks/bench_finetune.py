@@ -1,0 +1,90 @@
+"""Where a fine-tuning epoch's time goes on this machine (a script, not a timed test).
+
+    PYTHONPATH=. python benchmarks/bench_finetune.py [--images 400] [--layers 60] [--size 224]
+
+Random uint8 pixels (the cost does not depend on content) and a randomly initialised backbone
+(the same compute as ImageNet weights), so no dataset or weights are needed. Prints a markdown
+table of images per second for: the augmentation pipeline alone (`train.pixel_dataset`, with and
+without `--resample`), the forward pass alone, and one training epoch of the top `--layers`
+layers without augmentation, with it, and with it plus `--resample`. Each is timed after a
+warm-up pass that traces the graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+
+
+def timed(fn) -> float:
+    """Seconds of fn() after one warm-up call."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(images: int, layers: int, size: int, resample: float = 0.5) -> list[tuple[str, float]]:
+    """[(what, images per second)] for the parts of a fine-tuning epoch."""
+    import keras
+
+    from tumor_model import train
+    from tumor_model.config import Settings
+    from tumor_model.model import build_model, set_fine_tune
+
+    if images < 2 or layers < 1 or size < 32:
+        raise ValueError(
+            f"need images >= 2, layers >= 1, size >= 32; got {images}, {layers}, {size}"
+        )
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8)
+    labels = np.arange(images) % 2
+    base = Settings(weights="none", input_size=size, fine_tune_layers=layers)
+    plain = dataclasses.replace(base, augment=False)
+    with_resample = dataclasses.replace(base, resample=resample)
+    model, _, _ = build_model(base)
+    set_fine_tune(model, layers)
+    model.compile(optimizer=keras.optimizers.Adam(5e-5), loss="binary_crossentropy")
+
+    def data(settings):
+        return train.pixel_dataset(pixels, labels, settings, training=True)
+
+    def walk(settings):
+        return lambda: [None for _ in data(settings)]
+
+    def fit(settings):
+        return lambda: model.fit(data(settings), epochs=1, verbose=0)
+
+    def forward():
+        model.predict(pixels.astype("float32"), batch_size=base.batch_size, verbose=0)
+
+    rows = [
+        ("augmentation pipeline alone", walk(base)),
+        (f"augmentation pipeline alone, + resample {resample}", walk(with_resample)),
+        ("forward pass alone (inference)", forward),
+        (f"training epoch, top {layers} layers, no augmentation", fit(plain)),
+        (f"training epoch, top {layers} layers, augmentation", fit(base)),
+        (
+            f"training epoch, top {layers} layers, augmentation + resample {resample}",
+            fit(with_resample),
+        ),
+    ]
+    return [(what, images / timed(fn)) for what, fn in rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--layers", type=int, default=60)
+    parser.add_argument("--size", type=int, default=224)
+    args = parser.parse_args()
+    print(f"| part ({args.images} images, {args.size} px) | images/s |\n|---|---|")
+    for what, rate in measure(args.images, args.layers, args.size):
+        print(f"| {what} | {rate:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
