@@ -14,6 +14,8 @@ from PIL import Image
 from tumor_model import dashboard as dash
 from tumor_model import evaluate
 
+from conftest import REPO
+
 
 @pytest.fixture
 def test_frame() -> pd.DataFrame:
@@ -260,7 +262,7 @@ def test_model_facts_name_the_fine_tuning_augmentation(settings, expected):
 
 
 def test_the_shipped_model_card_states_its_augmentation():
-    card = json.loads((Path(__file__).parents[1] / "artifacts" / "model_card.json").read_text())
+    card = json.loads((REPO / "artifacts" / "model_card.json").read_text())
     said = dict(dash.model_facts(card).values.tolist())["Fine-tuning augmentation"]
     strength = card["settings"]["resample"]
     assert (f"up to {strength:.0%}" in said) if strength else ("resolution" not in said)
