@@ -330,3 +330,77 @@ def test_pixel_dataset_applies_resample(tmp_path):
         return float(np.mean([np.abs(np.diff(b.numpy(), axis=1)).mean() for b, _ in ds]))
 
     assert edge_energy(0.7) < 0.8 * edge_energy(0.0)
+
+
+def test_group_sampler_draws_one_member_of_every_group_each_pass():
+    groups = np.array(["a", "b", "a", "c", "a", "b"])
+    sampler = train.group_sampler(groups, seed=3)
+    counts = np.zeros(len(groups))
+    for _ in range(300):
+        picked = np.array([int(i) for i in sampler])
+        assert sorted(groups[picked]) == ["a", "b", "c"]  # each group once per pass
+        counts[picked] += 1
+    assert counts[3] == 300  # a group of one is always shown
+    # members of a group take turns: about 100 of 300 passes each for "a", 150 for "b"
+    assert all(60 < counts[i] < 140 for i in (0, 2, 4)), counts
+    assert all(110 < counts[i] < 190 for i in (1, 5)), counts
+    again = [int(i) for i in train.group_sampler(groups, seed=3)]
+    assert again == [int(i) for i in train.group_sampler(groups, seed=3)]  # seeded
+    with pytest.raises(ValueError, match="empty group list"):
+        train.group_sampler([], seed=3)
+
+
+def test_pixel_dataset_by_group_shows_one_file_per_group(tmp_path):
+    pixels = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((10, 4, 4, 3), np.uint8)
+    groups = np.array([0, 0, 0, 0, 1, 1, 2, 3, 4, 5])  # 6 groups
+    settings = tiny_settings(tmp_path, tmp_path / "out", batch_size=3, augment=False)
+    ds = train.pixel_dataset(pixels, np.arange(10) % 2, settings, training=True, groups=groups)
+    for _ in range(5):
+        shown = np.concatenate([b.numpy()[:, 0, 0, 0] for b, _ in ds]).astype(int)
+        assert len(shown) == 6 and sorted(groups[shown]) == [0, 1, 2, 3, 4, 5]
+    labels = np.concatenate([y.numpy() for _, y in ds])
+    assert set(labels) <= {0.0, 1.0} and len(labels) == 6
+    with pytest.raises(ValueError, match="3 groups for 10 images"):
+        train.pixel_dataset(pixels, np.zeros(10), settings, training=True, groups=[0, 1, 2])
+
+
+def test_class_weights_follow_the_counts_and_need_both_classes():
+    assert train.class_weights(np.array([0, 1, 1, 1]), True) == {0: 2.0, 1: 4 / 6}
+    assert train.class_weights(np.array([0, 1]), False) is None
+    with pytest.raises(ValueError, match=r"both classes in train, got counts \[0, 3\]"):
+        train.class_weights(np.array([1, 1, 1]), True)
+
+
+def test_fine_tune_by_group_then_report_protocol_command(tiny_dataset, tmp_path, capfd):
+    root, _ = tiny_dataset
+    settings = tiny_settings(
+        root,
+        tmp_path / "grp",
+        fine_tune_layers=5,
+        fine_tune_epochs=2,
+        head_epochs=2,
+        sample_groups=True,
+        class_weights=True,
+    )
+    out = train.run(settings, shortcut=False, samples=False)
+    hist = pd.read_csv(out / "history.csv")
+    assert (hist.phase == "fine_tune").sum() == 2
+    assert "one file of each of" in capfd.readouterr().out
+    assert json.loads((out / "settings.json").read_text())["sample_groups"] is True
+    before = json.loads((out / "metrics.json").read_text())
+    assert "random_split" not in before
+    proc = subprocess.run(
+        [sys.executable, "-m", "tumor_model", "report-protocol", "--artifacts", str(out), "--save"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["split"] == "random" and printed["saved"] is True
+    assert 0 <= printed["accuracy"] <= 1
+    after = json.loads((out / "metrics.json").read_text())
+    saved = after["random_split"]["metrics"]["accuracy"]["value"]
+    assert abs(saved - printed["accuracy"]) < 1e-4  # printed rounded to 4 places
+    assert after["test"] == before["test"]  # the shipped model's figures are untouched

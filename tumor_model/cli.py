@@ -99,6 +99,17 @@ def cmd_cv(args) -> int:
     return 0
 
 
+def cmd_report_protocol(args) -> int:
+    from . import train
+
+    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr, the result on stdout
+        result = train.protocol_artifacts(args.artifacts, args.save)
+    summary = {k: round(result["metrics"][k]["value"], 4) for k in ("accuracy", "roc_auc")}
+    summary["test_files_with_copy_in_train"] = result["test_files_with_copy_in_train"]
+    print(json.dumps({**result["protocol"], **summary, "saved": args.save}, indent=2))
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from . import evaluate_folder
 
@@ -206,6 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--save", action="store_true", help="store the results in <artifacts>/metrics.json"
     )
     p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser(
+        "report-protocol",
+        help="retrain a trained model's recipe on the report's random split and test it",
+    )
+    p.add_argument("--artifacts", default="artifacts", help="reads its settings.json")
+    p.add_argument(
+        "--save", action="store_true", help="store the result in <artifacts>/metrics.json"
+    )
+    p.set_defaults(func=cmd_report_protocol)
 
     p = sub.add_parser("evaluate", help="metrics of a trained model on its test split or a folder")
     p.add_argument("--artifacts", default="artifacts")

@@ -62,7 +62,8 @@ class Settings:
     head_epochs: int = 100  # maximum epochs of head training
     head_lr: float = 1e-3  # Adam learning rate of the head
     patience: int = 10  # early-stopping patience on validation loss, epochs
-    class_weights: bool = False  # weight the loss by inverse class frequency
+    class_weights: bool = False  # weight the loss by inverse class frequency (of groups
+    # while fine-tuning with sample_groups, since that is what an epoch then shows)
     # --- phase 2: optional fine-tuning ---
     fine_tune_layers: int = 0  # unfreeze the top N base layers (0 = no fine-tuning)
     fine_tune_epochs: int = 8  # maximum fine-tuning epochs
@@ -70,6 +71,8 @@ class Settings:
     augment: bool = True  # light augmentation while fine-tuning (flip, crop, contrast, noise)
     resample: float = 0.0  # with augment: shrink each image by a random factor in
     # [1 - resample, 1] and enlarge it back (the blur of lower-resolution scans); 0 = off
+    sample_groups: bool = False  # each fine-tuning epoch shows one random file of every
+    # duplicate group instead of every file: copies cost time and add nothing new
     strategy: str = "default"  # "mirrored": tf.distribute.MirroredStrategy (multi-GPU)
     # --- decision ---
     threshold: float = -1.0  # decision threshold; -1 = choose on validation (Youden's J)

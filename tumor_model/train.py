@@ -122,6 +122,8 @@ def class_weights(labels: np.ndarray, enabled: bool) -> dict | None:
     if not enabled:
         return None
     counts = np.bincount(labels, minlength=2)
+    if not counts.all():
+        raise ValueError(f"class weights need both classes in train, got counts {counts.tolist()}")
     return {i: len(labels) / (2.0 * c) for i, c in enumerate(counts)}
 
 
@@ -182,13 +184,43 @@ def resample(x, strength: float):
     return tf.map_fn(one, x)
 
 
-def pixel_dataset(pixels, labels, settings, training: bool) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices((pixels, labels.astype("float32")))
-    if training:
-        ds = ds.shuffle(len(labels), seed=settings.seed)
-    ds = ds.batch(
-        settings.batch_size, drop_remainder=training and len(labels) > settings.batch_size
+def group_sampler(groups, seed: int) -> tf.data.Dataset:
+    """Row indices: one random member of each group per pass, groups in a new random order
+    each pass (Keras re-iterates the dataset every epoch)."""
+    codes = pd.factorize(np.asarray(groups))[0]
+    if len(codes) == 0:
+        raise ValueError("group_sampler needs at least one row, got an empty group list")
+    order = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    members = tf.constant(order, "int64")
+    ranges = tf.data.Dataset.from_tensor_slices((starts, sizes)).shuffle(
+        len(sizes), seed=seed, reshuffle_each_iteration=True
     )
+    rng = tf.random.Generator.from_seed(seed)
+    return ranges.map(
+        lambda start, size: tf.gather(members, start + rng.uniform([], 0, size, dtype="int64"))
+    )
+
+
+def pixel_dataset(pixels, labels, settings, training: bool, groups=None) -> tf.data.Dataset:
+    """Batches of (pixels, label); for training shuffled (and with `groups`, one file per
+    group per epoch) and augmented as `settings` say."""
+    labels = np.asarray(labels).astype("float32")
+    if groups is not None:
+        if len(groups) != len(labels):
+            raise ValueError(f"{len(groups)} groups for {len(labels)} images")
+        stack, targets = tf.convert_to_tensor(pixels), tf.convert_to_tensor(labels)
+        ds = group_sampler(groups, settings.seed).map(
+            lambda i: (tf.gather(stack, i), tf.gather(targets, i))
+        )
+        n = len(set(np.asarray(groups).tolist()))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((pixels, labels))
+        if training:
+            ds = ds.shuffle(len(labels), seed=settings.seed)
+        n = len(labels)
+    ds = ds.batch(settings.batch_size, drop_remainder=training and n > settings.batch_size)
     if training and settings.augment:
         aug = augmenter(settings.seed)
 
@@ -210,22 +242,27 @@ def fine_tune(model, table, settings) -> pd.DataFrame:
     parts = {}
     for name in ("train", "val"):
         rows = table[table.split == name]
+        by_group = name == "train" and settings.sample_groups
         parts[name] = pixel_dataset(
             features.load_pixels(rows, size, settings.geometry),
             rows.label.to_numpy(),
             settings,
             training=name == "train",
+            groups=rows.group.to_numpy() if by_group else None,
         )
     set_fine_tune(model, settings.fine_tune_layers)
     _compile(model, settings.fine_tune_lr)
-    y = table[table.split == "train"].label.to_numpy()
+    train = table[table.split == "train"]
+    if settings.sample_groups:  # the weights follow what an epoch shows: one file per group
+        train = train.drop_duplicates("group")
+        log(f"fine-tuning epochs: one file of each of {len(train)} train duplicate groups")
     return _fit(
         model,
         (parts["train"],),
         parts["val"],
         settings.fine_tune_epochs,
         settings,
-        class_weights(y, settings.class_weights),
+        class_weights(train.label.to_numpy(), settings.class_weights),
         "fine_tune",
     )
 
@@ -342,6 +379,26 @@ def cv_artifacts(folder, data_dirs=None, folds: int = 10, save: bool = False) ->
         metrics = json.loads(path.read_text())
         metrics.pop("cv_source", None)  # a skipped cross-source CV must not leave an old one
         metrics.update(result)
+        data.write_json(metrics, path)
+    return result
+
+
+def protocol_artifacts(folder, save: bool = False) -> dict:
+    """The report's protocol (random split, same seed) with the recipe in `folder`/settings.json:
+    a second training run. With save=True it becomes "random_split" in `folder`/metrics.json."""
+    folder = Path(folder)
+    settings = Settings.from_json(folder / "settings.json")
+    if settings.split == "random":
+        raise ValueError(f"{folder} already holds a random-split model: its test metrics are it")
+    keras.utils.set_random_seed(settings.seed)
+    table, _ = prepare_table(settings)
+    _, feat_model, _ = build_model(settings)
+    x = features.extract(feat_model, table, settings)
+    result = random_protocol(settings, table, x, make_strategy(settings))
+    if save:
+        path = folder / "metrics.json"
+        metrics = json.loads(path.read_text())
+        metrics["random_split"] = result
         data.write_json(metrics, path)
     return result
 
