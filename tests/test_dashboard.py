@@ -261,6 +261,23 @@ def test_model_facts_name_the_fine_tuning_augmentation(settings, expected):
     assert facts["Fine-tuning augmentation"].endswith(expected)
 
 
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            {"fine_tune_layers": 60, "sample_groups": True, "class_weights": True},
+            "one random file of each duplicate group, loss weighted by class",
+        ),
+        ({"fine_tune_layers": 60, "sample_groups": False}, "every training file"),
+        ({"fine_tune_layers": 0, "sample_groups": True}, None),  # frozen: no fine-tuning epochs
+        ({"fine_tune_layers": 60}, None),  # a card from before the setting existed
+    ],
+)
+def test_model_facts_say_what_a_fine_tuning_epoch_shows(settings, expected):
+    facts = dict(dash.model_facts({"settings": settings}).values.tolist())
+    assert facts.get("Fine-tuning epoch") == expected
+
+
 def test_the_shipped_model_card_states_its_augmentation():
     card = json.loads((REPO / "artifacts" / "model_card.json").read_text())
     said = dict(dash.model_facts(card).values.tolist())["Fine-tuning augmentation"]

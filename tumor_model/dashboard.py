@@ -339,6 +339,7 @@ def model_facts(card: dict) -> pd.DataFrame:
         "Preprocessing": card.get("preprocessing"),
         "Fine-tuned layers": settings.get("fine_tune_layers"),
         "Fine-tuning augmentation": augmentation(settings),
+        "Fine-tuning epoch": epoch_sampling(settings),
         "Decision threshold": _round(card.get("threshold")),
         "Temperature": _round(card.get("temperature")),
         "Training data": ", ".join(settings.get("data_dirs", [])) or None,
@@ -361,6 +362,18 @@ def augmentation(settings: dict) -> str | None:
     words = ", ".join(AUGMENTATIONS)
     strength = settings.get("resample") or 0
     return words + (f", resolution (shrunk by up to {strength:.0%})" if strength else "")
+
+
+def epoch_sampling(settings: dict) -> str | None:
+    """What one fine-tuning epoch shows, in words; None when the settings do not say."""
+    if not settings.get("fine_tune_layers") or "sample_groups" not in settings:
+        return None
+    shown = (
+        "one random file of each duplicate group"
+        if settings["sample_groups"]
+        else "every training file"
+    )
+    return shown + (", loss weighted by class" if settings.get("class_weights") else "")
 
 
 def data_counts(card: dict) -> pd.DataFrame:
