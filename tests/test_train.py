@@ -362,6 +362,8 @@ def test_pixel_dataset_by_group_shows_one_file_per_group(tmp_path):
     assert set(labels) <= {0.0, 1.0} and len(labels) == 6
     with pytest.raises(ValueError, match="3 groups for 10 images"):
         train.pixel_dataset(pixels, np.zeros(10), settings, training=True, groups=[0, 1, 2])
+    with pytest.raises(ValueError, match="groups sample training epochs"):
+        train.pixel_dataset(pixels, np.zeros(10), settings, training=False, groups=groups)
 
 
 def test_class_weights_follow_the_counts_and_need_both_classes():

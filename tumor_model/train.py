@@ -208,6 +208,8 @@ def pixel_dataset(pixels, labels, settings, training: bool, groups=None) -> tf.d
     group per epoch) and augmented as `settings` say."""
     labels = np.asarray(labels).astype("float32")
     if groups is not None:
+        if not training:
+            raise ValueError("groups sample training epochs; pass groups=None for evaluation")
         if len(groups) != len(labels):
             raise ValueError(f"{len(groups)} groups for {len(labels)} images")
         stack, targets = tf.convert_to_tensor(pixels), tf.convert_to_tensor(labels)
