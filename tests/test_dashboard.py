@@ -270,12 +270,19 @@ def test_model_facts_name_the_fine_tuning_augmentation(settings, expected):
         ),
         ({"fine_tune_layers": 60, "sample_groups": False}, "every training file"),
         ({"fine_tune_layers": 0, "sample_groups": True}, None),  # frozen: no fine-tuning epochs
-        ({"fine_tune_layers": 60}, None),  # a card from before the setting existed
+        ({"fine_tune_layers": 60}, "every training file"),  # a card from before the setting
     ],
 )
 def test_model_facts_say_what_a_fine_tuning_epoch_shows(settings, expected):
     facts = dict(dash.model_facts({"settings": settings}).values.tolist())
     assert facts.get("Fine-tuning epoch") == expected
+
+
+def test_the_shipped_model_card_states_what_an_epoch_showed():
+    card = json.loads((REPO / "artifacts" / "model_card.json").read_text())
+    said = dict(dash.model_facts(card).values.tolist())["Fine-tuning epoch"]
+    by_group = card["settings"].get("sample_groups", False)
+    assert said.startswith("one random file" if by_group else "every training file")
 
 
 def test_the_shipped_model_card_states_its_augmentation():

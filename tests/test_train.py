@@ -28,6 +28,17 @@ EXPECTED = [
 ]
 
 
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """Run `python -m tumor_model ARGS` from the repo, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "tumor_model", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def test_artifacts_complete(tiny_artifacts):
     for name in EXPECTED:
         assert (tiny_artifacts / name).exists(), name
@@ -124,45 +135,18 @@ def test_cv_command_recomputes_and_saves(tiny_artifacts, tmp_path):
     del before["cv"]
     before["cv_source"] = {"stale": True}
     (art / "metrics.json").write_text(json.dumps(before))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tumor_model", "cv", "--artifacts", str(art), "--folds", "3"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = cli("cv", "--artifacts", str(art), "--folds", "3")
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
     assert printed["cv"]["folds"] == 3 and 0 <= printed["cv"]["accuracy"] <= 1
     assert printed["saved"] is False
     assert "cv" not in json.loads((art / "metrics.json").read_text())  # not saved
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tumor_model",
-            "cv",
-            "--artifacts",
-            str(art),
-            "--folds",
-            "3",
-            "--save",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = cli("cv", "--artifacts", str(art), "--folds", "3", "--save")
     assert proc.returncode == 0, proc.stderr
     after = json.loads((art / "metrics.json").read_text())
     assert after["cv"]["folds"] == 3 and after["test"] == before["test"]
     assert "cv_source" not in after  # one image size here: skipped, and the old one dropped
-    bad = subprocess.run(
-        [sys.executable, "-m", "tumor_model", "cv", "--artifacts", str(art), "--folds", "1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    bad = cli("cv", "--artifacts", str(art), "--folds", "1")
     assert bad.returncode == 2 and "folds must be >= 2, got 1" in bad.stderr
 
 
@@ -391,13 +375,7 @@ def test_fine_tune_by_group_then_report_protocol_command(tiny_dataset, tmp_path,
     assert json.loads((out / "settings.json").read_text())["sample_groups"] is True
     before = json.loads((out / "metrics.json").read_text())
     assert "random_split" not in before
-    proc = subprocess.run(
-        [sys.executable, "-m", "tumor_model", "report-protocol", "--artifacts", str(out), "--save"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = cli("report-protocol", "--artifacts", str(out), "--save")
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
     assert printed["split"] == "random" and printed["saved"] is True

@@ -365,12 +365,13 @@ def augmentation(settings: dict) -> str | None:
 
 
 def epoch_sampling(settings: dict) -> str | None:
-    """What one fine-tuning epoch shows, in words; None when the settings do not say."""
-    if not settings.get("fine_tune_layers") or "sample_groups" not in settings:
+    """What one fine-tuning epoch shows, in words; None for a model without fine-tuning.
+    Cards from before `sample_groups` existed showed every file, as its default says."""
+    if not settings.get("fine_tune_layers"):
         return None
     shown = (
         "one random file of each duplicate group"
-        if settings["sample_groups"]
+        if settings.get("sample_groups", False)
         else "every training file"
     )
     return shown + (", loss weighted by class" if settings.get("class_weights") else "")
