@@ -384,3 +384,10 @@ def test_fine_tune_by_group_then_report_protocol_command(tiny_dataset, tmp_path,
     saved = after["random_split"]["metrics"]["accuracy"]["value"]
     assert abs(saved - printed["accuracy"]) < 1e-4  # printed rounded to 4 places
     assert after["test"] == before["test"]  # the shipped model's figures are untouched
+
+
+def test_report_protocol_refuses_a_random_split_model(tiny_artifacts, tmp_path):
+    settings = json.loads((tiny_artifacts / "settings.json").read_text())
+    (tmp_path / "settings.json").write_text(json.dumps({**settings, "split": "random"}))
+    with pytest.raises(ValueError, match="already holds a random-split model"):
+        train.protocol_artifacts(tmp_path)

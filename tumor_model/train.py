@@ -364,6 +364,23 @@ def cv_metrics(x, table, settings, folds: int) -> dict:
     return out
 
 
+def recipe_features(settings: Settings) -> tuple[pd.DataFrame, np.ndarray]:
+    """(split table, frozen-base features) of a saved recipe's data, as `run` starts."""
+    table, _ = prepare_table(settings)
+    _, feat_model, _ = build_model(settings)
+    return table, features.extract(feat_model, table, settings)
+
+
+def update_metrics(folder: Path, result: dict, drop=()) -> None:
+    """Merge `result` into `folder`/metrics.json, first removing the keys in `drop`."""
+    path = folder / "metrics.json"
+    metrics = json.loads(path.read_text())
+    for key in drop:
+        metrics.pop(key, None)
+    metrics.update(result)
+    data.write_json(metrics, path)
+
+
 def cv_artifacts(folder, data_dirs=None, folds: int = 10, save: bool = False) -> dict:
     """Both CVs of the recipe in `folder`/settings.json (frozen-feature stage) on its data or
     on `data_dirs`; with save=True they replace "cv"/"cv_source" in `folder`/metrics.json."""
@@ -373,15 +390,10 @@ def cv_artifacts(folder, data_dirs=None, folds: int = 10, save: bool = False) ->
     settings = Settings.from_json(folder / "settings.json")
     if data_dirs:
         settings = dataclasses.replace(settings, data_dirs=tuple(data_dirs))
-    table, _ = prepare_table(settings)
-    _, feat_model, _ = build_model(settings)
-    result = cv_metrics(features.extract(feat_model, table, settings), table, settings, folds)
-    if save:
-        path = folder / "metrics.json"
-        metrics = json.loads(path.read_text())
-        metrics.pop("cv_source", None)  # a skipped cross-source CV must not leave an old one
-        metrics.update(result)
-        data.write_json(metrics, path)
+    table, x = recipe_features(settings)
+    result = cv_metrics(x, table, settings, folds)
+    if save:  # a skipped cross-source CV must not leave an old one
+        update_metrics(folder, result, drop=("cv_source",))
     return result
 
 
@@ -393,15 +405,10 @@ def protocol_artifacts(folder, save: bool = False) -> dict:
     if settings.split == "random":
         raise ValueError(f"{folder} already holds a random-split model: its test metrics are it")
     keras.utils.set_random_seed(settings.seed)
-    table, _ = prepare_table(settings)
-    _, feat_model, _ = build_model(settings)
-    x = features.extract(feat_model, table, settings)
+    table, x = recipe_features(settings)
     result = random_protocol(settings, table, x, make_strategy(settings))
     if save:
-        path = folder / "metrics.json"
-        metrics = json.loads(path.read_text())
-        metrics["random_split"] = result
-        data.write_json(metrics, path)
+        update_metrics(folder, {"random_split": result})
     return result
 
 
