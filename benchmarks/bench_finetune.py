@@ -1,6 +1,10 @@
 """Where a fine-tuning epoch's time goes on this machine (a script, not a timed test).
 
     PYTHONPATH=. python benchmarks/bench_finetune.py [--images 400] [--layers 60] [--size 224]
+        [--jit-compile]
+
+With `--jit-compile` the model is compiled with XLA (Keras leaves it off on CPU-only machines);
+`TF_ENABLE_ONEDNN_OPTS=0` in the environment turns TensorFlow's oneDNN kernels off.
 
 Random uint8 pixels (the cost does not depend on content) and a randomly initialised backbone
 (the same compute as ImageNet weights), so no dataset or weights are needed. Prints a markdown
@@ -27,7 +31,9 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def measure(images: int, layers: int, size: int, resample: float = 0.5) -> list[tuple[str, float]]:
+def measure(
+    images: int, layers: int, size: int, resample: float = 0.5, jit_compile: bool = False
+) -> list[tuple[str, float]]:
     """[(what, images per second)] for the parts of a fine-tuning epoch."""
     import keras
 
@@ -47,7 +53,11 @@ def measure(images: int, layers: int, size: int, resample: float = 0.5) -> list[
     with_resample = dataclasses.replace(base, resample=resample)
     model, _, _ = build_model(base)
     set_fine_tune(model, layers)
-    model.compile(optimizer=keras.optimizers.Adam(5e-5), loss="binary_crossentropy")
+    model.compile(
+        optimizer=keras.optimizers.Adam(5e-5),
+        loss="binary_crossentropy",
+        jit_compile=jit_compile,
+    )
 
     def data(settings):
         return train.pixel_dataset(pixels, labels, settings, training=True)
@@ -84,9 +94,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--layers", type=int, default=60)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--jit-compile", action="store_true", help="compile with XLA")
     args = parser.parse_args()
     print(f"| part ({args.images} images, {args.size} px) | images/s |\n|---|---|")
-    for what, rate in measure(args.images, args.layers, args.size):
+    for what, rate in measure(args.images, args.layers, args.size, jit_compile=args.jit_compile):
         print(f"| {what} | {rate:.1f} |")
 
 

@@ -74,6 +74,11 @@ def test_bench_finetune_times_every_part_of_an_epoch():
     assert all(np.isfinite(rate) and rate > 0 for _, rate in rows)
 
 
+def test_bench_finetune_runs_with_xla():
+    rows = _script("bench_finetune").measure(images=4, layers=5, size=32, jit_compile=True)
+    assert len(rows) == 6 and all(np.isfinite(rate) and rate > 0 for _, rate in rows)
+
+
 def test_bench_finetune_refuses_nonsense_sizes():
     with pytest.raises(ValueError, match="layers >= 1"):
         _script("bench_finetune").measure(images=8, layers=0, size=32)
