@@ -150,6 +150,38 @@ def test_cv_command_recomputes_and_saves(tiny_artifacts, tmp_path):
     assert bad.returncode == 2 and "folds must be >= 2, got 1" in bad.stderr
 
 
+def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    settings = tiny_settings(
+        root, tmp_path / "ft", fine_tune_layers=5, fine_tune_epochs=1, head_epochs=2
+    )
+    out = train.run(settings, cv_folds=3, shortcut=False, samples=False)
+    before = json.loads((out / "metrics.json").read_text())
+    proc = cli(
+        "cv", "--artifacts", str(out), "--folds", "3", "--by", "duplicate", "--fine-tune", "--save"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("full recipe) fold") == 3
+    assert proc.stderr.count("(chosen on validation)") == 3  # a whole `fit` in each fold
+    printed = json.loads(proc.stdout)
+    assert set(printed) == {"cv_fine_tuned", "saved"}
+    assert printed["cv_fine_tuned"]["recipe"].endswith("fine-tuning of the top 5 layers")
+    after = json.loads((out / "metrics.json").read_text())
+    full = after["cv_fine_tuned"]
+    assert full["fold_size"] == before["cv"]["fold_size"]  # the same folds as the frozen CV
+    assert sum(full["fold_size"]) == full["n"] and len(full["fold_accuracy"]) == 3
+    assert after["cv"] == before["cv"] and after["test"] == before["test"]
+    bad = cli("cv", "--artifacts", str(out), "--by", "sizes")
+    assert bad.returncode == 2 and "invalid choice: 'sizes'" in bad.stderr
+
+
+def test_fine_tuned_cv_refuses_a_frozen_recipe(tiny_artifacts):
+    with pytest.raises(ValueError, match="recipe without fine-tuning"):
+        train.cv_artifacts(tiny_artifacts, folds=3, full=True)
+    with pytest.raises(ValueError, match=r"got \['size'\]"):
+        train.cv_artifacts(tiny_artifacts, folds=3, by=("size",))
+
+
 def test_saved_model_reproduces_predictions(tiny_artifacts):
     predictor = Predictor(tiny_artifacts)
     preds = pd.read_csv(tiny_artifacts / "predictions.csv")

@@ -314,36 +314,67 @@ def cv_groups(table: pd.DataFrame, by: str) -> np.ndarray:
     return split.merge_groups(table.group, dims)
 
 
-def cross_validate(x, table, settings, folds: int, by: str = "duplicate") -> dict:
-    """Grouped, stratified K-fold CV of the frozen-feature recipe on all images."""
+def cv_splits(y, groups, folds: int, seed: int):
+    """(k, train_idx, val_idx, test_idx) per outer fold: the fold's test part, then 9 inner
+    grouped folds of the rest of which the first picks validation (early stopping, temperature,
+    threshold)."""
+    for k, (rest, test) in enumerate(split.grouped_folds(y, groups, folds, seed)):
+        inner = split.grouped_folds(y[rest], groups[rest], 9, seed + k)[0]
+        yield k, rest[inner[0]], rest[inner[1]], test
+
+
+def _frozen_fold(x, table, tr, va, test, settings) -> tuple[np.ndarray, float]:
+    """Head on cached features: (calibrated test probabilities, threshold)."""
+    y = table.label.to_numpy()
+    head = make_head(settings, x.shape[1])
+    train_head(head, x, y, _mask(tr, len(y)), _mask(va, len(y)), settings, verbose=0)
+    temperature, thr = decide(y[va], head.predict(x[va], verbose=0).ravel(), settings)
+    return evaluate.apply_temperature(head.predict(x[test], verbose=0).ravel(), temperature), thr
+
+
+def _full_fold(x, table, tr, va, test, settings) -> tuple[np.ndarray, float]:
+    """The whole recipe (head, then fine-tuning on augmented pixels) as `fit` runs it."""
+    parts = np.full(len(table), "test", dtype=object)
+    parts[tr], parts[va] = "train", "val"
+    model, _, _, _, thr = fit(settings, table.assign(split=parts), x, None)
+    return predict_pixels(model, table.iloc[test], settings), thr
+
+
+def cross_validate(x, table, settings, folds: int, by: str = "duplicate", full=False) -> dict:
+    """Grouped, stratified K-fold CV on all images: of the frozen-feature recipe, or with
+    full=True of the whole recipe, fine-tuning included (a training run per fold)."""
     y, groups = table.label.to_numpy(), cv_groups(table, by)
     if not enough_groups(groups, folds):
         raise ValueError(
             f"{by}-grouped {folds}-fold CV needs at least {folds + 9} groups (each fold holds "
             f"one out, then 9 inner folds pick the validation part); got {len(set(groups))}"
         )
-    probs, thresholds, fold_of = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), int)
+    if full and not settings.fine_tune_layers:
+        raise ValueError("this recipe does not fine-tune: its frozen-stage CV is the full one")
+    one_fold = _full_fold if full else _frozen_fold
+    probs, thresholds, fold_of = np.zeros(len(y)), np.zeros(len(y), float), np.zeros(len(y), int)
     fold_acc = []
-    for k, (rest, test) in enumerate(split.grouped_folds(y, groups, folds, settings.seed)):
-        inner = split.grouped_folds(y[rest], groups[rest], 9, settings.seed + k)[0]
-        tr, va = rest[inner[0]], rest[inner[1]]
-        head = make_head(settings, x.shape[1])
-        train_head(head, x, y, _mask(tr, len(y)), _mask(va, len(y)), settings, verbose=0)
-        val_p = head.predict(x[va], verbose=0).ravel()
-        temperature, thr = decide(y[va], val_p, settings)
-        probs[test] = evaluate.apply_temperature(
-            head.predict(x[test], verbose=0).ravel(), temperature
-        )
+    for k, tr, va, test in cv_splits(y, groups, folds, settings.seed):
+        if full:
+            keras.utils.set_random_seed(settings.seed + k)
+        probs[test], thr = one_fold(x, table, tr, va, test, settings)
         thresholds[test], fold_of[test] = thr, k
         fold_acc.append(float(np.mean((probs[test] >= thr) == y[test])))
-        log(f"CV ({by}) fold {k + 1}/{folds}: accuracy {fold_acc[-1]:.4f}")
+        log(
+            f"CV ({by}{', full recipe' if full else ''}) fold {k + 1}/{folds}: "
+            f"accuracy {fold_acc[-1]:.4f}"
+        )
     result = evaluate.report(y, probs, thresholds, settings.bootstrap, settings.seed)
     result.update(
         folds=folds,
         fold_accuracy=fold_acc,
         fold_size=np.bincount(fold_of, minlength=folds).tolist(),
         groups=f"{by}: {CV_GROUPS[by]}",
-        recipe="frozen features + head",
+        recipe=(
+            f"full recipe: head + fine-tuning of the top {settings.fine_tune_layers} layers"
+            if full
+            else "frozen features + head"
+        ),
     )
     return result
 
@@ -353,14 +384,21 @@ def enough_groups(groups, folds: int) -> bool:
     return len(set(np.asarray(groups).tolist())) >= folds + 9
 
 
-def cv_metrics(x, table, settings, folds: int) -> dict:
-    """{"cv": duplicate-grouped CV, "cv_source": cross-source CV} of the frozen-feature recipe.
-    Cross-source CV is left out (and logged) when the data has too few distinct image sizes."""
-    out = {"cv": cross_validate(x, table, settings, folds, "duplicate")}
-    if enough_groups(cv_groups(table, "source"), folds):
-        out["cv_source"] = cross_validate(x, table, settings, folds, "source")
-    else:
-        log(f"cross-source CV skipped: too few distinct image sizes for {folds} folds")
+def cv_key(by: str, full: bool = False) -> str:
+    """metrics.json key of a CV: "cv", "cv_source", "cv_fine_tuned", "cv_source_fine_tuned"."""
+    return {"duplicate": "cv", "source": "cv_source"}[by] + ("_fine_tuned" if full else "")
+
+
+def cv_metrics(x, table, settings, folds: int, full: bool = False, by=tuple(CV_GROUPS)) -> dict:
+    """{cv_key(by): CV} for each grouping in `by` (duplicate-grouped, cross-source), of the
+    frozen-feature recipe or with full=True of the whole recipe. Cross-source CV is left out
+    (and logged) when the data has too few distinct image sizes."""
+    out = {}
+    for one in by:
+        if one == "source" and not enough_groups(cv_groups(table, "source"), folds):
+            log(f"cross-source CV skipped: too few distinct image sizes for {folds} folds")
+            continue
+        out[cv_key(one, full)] = cross_validate(x, table, settings, folds, one, full)
     return out
 
 
@@ -381,19 +419,28 @@ def update_metrics(folder: Path, result: dict, drop=()) -> None:
     data.write_json(metrics, path)
 
 
-def cv_artifacts(folder, data_dirs=None, folds: int = 10, save: bool = False) -> dict:
-    """Both CVs of the recipe in `folder`/settings.json (frozen-feature stage) on its data or
-    on `data_dirs`; with save=True they replace "cv"/"cv_source" in `folder`/metrics.json."""
+def cv_artifacts(
+    folder, data_dirs=None, folds: int = 10, save: bool = False, full=False, by=tuple(CV_GROUPS)
+) -> dict:
+    """The CVs (`by`: "duplicate", "source") of the recipe in `folder`/settings.json, of its
+    frozen-feature stage or with full=True of the whole recipe (one training run per fold), on
+    its data or on `data_dirs`. With save=True they replace their keys (`cv_key`) in
+    `folder`/metrics.json."""
     folder = Path(folder)
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds!r}")
+    unknown = [one for one in by if one not in CV_GROUPS]
+    if unknown or not by:
+        raise ValueError(f"CV groupings must be among {tuple(CV_GROUPS)}, got {list(by)!r}")
     settings = Settings.from_json(folder / "settings.json")
     if data_dirs:
         settings = dataclasses.replace(settings, data_dirs=tuple(data_dirs))
+    if full and not settings.fine_tune_layers:
+        raise ValueError(f"{folder} holds a recipe without fine-tuning: its frozen-stage CV is it")
     table, x = recipe_features(settings)
-    result = cv_metrics(x, table, settings, folds)
+    result = cv_metrics(x, table, settings, folds, full, by)
     if save:  # a skipped cross-source CV must not leave an old one
-        update_metrics(folder, result, drop=("cv_source",))
+        update_metrics(folder, result, drop=[cv_key(one, full) for one in by])
     return result
 
 
