@@ -58,7 +58,10 @@ def evaluation_text() -> None:
         "- **Grouped cross-validation.** K folds by duplicate group on frozen features.\n"
         "- **Cross-source cross-validation.** As above, but every image size (width x height, a "
         "trace of the source website or scanner) also stays in one fold, so each fold is tested "
-        "on sources it never saw: closer to what to expect on another hospital's scans.\n\n"
+        "on sources it never saw: closer to what to expect on another hospital's scans.\n"
+        "- **Fine-tuned CV.** The same folds, but each fold runs the whole recipe (head, then "
+        "fine-tuning) as the shipped model was trained: slow, so often fewer folds (the table's "
+        "*folds* column).\n\n"
         "All intervals are 95% percentile-bootstrap confidence intervals."
     )
 

@@ -65,6 +65,8 @@ PROTOCOLS = {
     "random_split": "Random split (the report's protocol, leaks duplicates)",
     "cv": "Grouped cross-validation (frozen features + head)",
     "cv_source": "Cross-source CV: image sizes kept whole across folds (frozen features + head)",
+    "cv_fine_tuned": "Grouped cross-validation of the whole recipe (head + fine-tuning per fold)",
+    "cv_source_fine_tuned": "Cross-source CV of the whole recipe (head + fine-tuning per fold)",
 }
 SHORT = {
     "test": "Group split",
@@ -72,6 +74,8 @@ SHORT = {
     "random_split": "Random split",
     "cv": "Grouped CV",
     "cv_source": "Cross-source CV",
+    "cv_fine_tuned": "Grouped CV, fine-tuned",
+    "cv_source_fine_tuned": "Cross-source CV, fine-tuned",
 }
 TEST_SPLITS = {  # the model's own split (metrics.json "protocol") -> (short, long) test name
     "group": (SHORT["test"], PROTOCOLS["test"]),
@@ -298,7 +302,12 @@ def protocol_table(metrics: dict, names=("accuracy", "sensitivity", "specificity
     for key, (short, _) in protocol_names(metrics).items():
         items = metric_items(metrics.get(key))
         if items:
-            row = {"protocol": short, "n": metrics[key].get("n")}
+            folds = metrics[key].get("folds")
+            row = {
+                "protocol": short,
+                "n": metrics[key].get("n"),
+                "folds": str(folds) if folds else "-",
+            }
             row.update(
                 {LABELS.get(k, k): fmt_cell(k, items[k]) if k in items else "n/a" for k in names}
             )
