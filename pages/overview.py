@@ -90,7 +90,20 @@ def headline_section(metrics: dict) -> None:
         f"Cells: value (95% CI). {names['test'][0]} = {names['test'][1]}; "
         f"per group = {names['test_groups'][1]}."
     )
+    folds_section(metrics)
     shortcut_section(metrics.get("shortcut"))
+
+
+def folds_section(metrics: dict) -> None:
+    folds = dash.fold_table(metrics)
+    if folds.empty:
+        return
+    st.subheader("Cross-validation folds")
+    st.plotly_chart(dash.fold_figure(folds), key="overview_folds")
+    st.caption(
+        "Each point is one fold's accuracy at the threshold chosen on that fold's own "
+        "validation part; the spread shows how much one held-out split can differ from another."
+    )
 
 
 def shortcut_section(block) -> None:

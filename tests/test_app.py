@@ -159,6 +159,11 @@ def test_overview(app, art):
     assert float(facts["Decision threshold"]) == pytest.approx(card["threshold"], abs=1e-4)
     protocols = at.dataframe[0].value
     assert protocols.protocol.iloc[0] == "Group split"
+    cvs = [k for k in metrics if k.startswith("cv") and metrics[k].get("fold_accuracy")]
+    assert ("Cross-validation folds" in [h.value for h in at.subheader]) == bool(cvs)
+    if "cv" in metrics:
+        row = protocols[protocols.protocol == "Grouped CV"].iloc[0]
+        assert row.folds == str(metrics["cv"]["folds"])
 
 
 def test_dataset_with_shipped_samples(app, art):

@@ -218,6 +218,23 @@ def test_protocol_table_skips_missing_blocks():
     assert dash.protocol_table({}).empty
 
 
+def test_fold_table_lists_every_fold_of_every_cv():
+    metrics = {
+        "test": _block(accuracy=0.9),
+        "cv": {**_block(accuracy=0.9), "fold_accuracy": [0.8, 1.0], "fold_size": [5, 7]},
+        "cv_source_fine_tuned": {**_block(accuracy=0.7), "fold_accuracy": [0.6, 0.7, 0.8]},
+        "cv_source": {**_block(accuracy=0.8), "fold_accuracy": []},
+    }
+    folds = dash.fold_table(metrics)
+    assert list(folds.protocol) == ["Grouped CV"] * 2 + ["Cross-source CV, fine-tuned"] * 3
+    assert list(folds.fold) == [1, 2, 1, 2, 3] and list(folds.files[:2]) == [5, 7]
+    assert folds.files[2:].isna().all()  # fold sizes not stored: unknown, not invented
+    fig = dash.fold_figure(folds)
+    assert list(fig.data[0].y) == pytest.approx([80, 100, 60, 70, 80])
+    assert dash.fold_table({"test": _block(accuracy=0.9)}).empty
+    assert dash.fold_table(None).empty
+
+
 def test_headline_prefers_model_card():
     card = {"test_metrics": {"accuracy": {"value": 0.91, "ci_low": 0.88, "ci_high": 0.93}}}
     metrics = {"test": _block(accuracy=0.5)}

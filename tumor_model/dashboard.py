@@ -315,6 +315,20 @@ def protocol_table(metrics: dict, names=("accuracy", "sensitivity", "specificity
     return pd.DataFrame(rows)
 
 
+def fold_table(metrics: dict | None) -> pd.DataFrame:
+    """One row per cross-validation fold present in metrics.json: protocol, fold, files,
+    accuracy (at that fold's own validation-chosen threshold)."""
+    rows = []
+    for key, (short, _) in protocol_names(metrics).items():
+        block = (metrics or {}).get(key)
+        if not isinstance(block, dict) or not block.get("fold_accuracy"):
+            continue
+        sizes = block.get("fold_size") or [None] * len(block["fold_accuracy"])
+        for k, (acc, n) in enumerate(zip(block["fold_accuracy"], sizes, strict=False), 1):
+            rows.append({"protocol": short, "fold": k, "files": n, "accuracy": float(acc)})
+    return pd.DataFrame(rows, columns=["protocol", "fold", "files", "accuracy"])
+
+
 def headline(card: dict | None, metrics: dict | None, name: str = "accuracy") -> dict | None:
     """The test metric with CI: model_card test_metrics first, else metrics.json test block."""
     for items in (
@@ -498,6 +512,22 @@ def confusion_figure(conf: dict) -> go.Figure:
     )
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, "Confusion matrix (count, rate per actual class)")
+
+
+def fold_figure(folds: pd.DataFrame) -> go.Figure:
+    """Accuracy of every CV fold, one column of points per protocol."""
+    fig = go.Figure(
+        go.Scatter(
+            x=folds.protocol,
+            y=100 * folds.accuracy,
+            mode="markers",
+            marker={"size": 10, "color": COLORS["train"], "opacity": 0.7},
+            customdata=folds[["fold", "files"]],
+            hovertemplate="fold %{customdata[0]}, %{customdata[1]} files: %{y:.1f}%<extra></extra>",
+        )
+    )
+    fig.update_yaxes(title="fold accuracy (%)")
+    return _layout(fig, "Accuracy of each cross-validation fold")
 
 
 def roc_figure(frame: pd.DataFrame, threshold: float, auc: float | None) -> go.Figure:
