@@ -352,7 +352,7 @@ def cross_validate(x, table, settings, folds: int, by: str = "duplicate", full=F
     if full and not settings.fine_tune_layers:
         raise ValueError("this recipe does not fine-tune: its frozen-stage CV is the full one")
     one_fold = _full_fold if full else _frozen_fold
-    probs, thresholds, fold_of = np.zeros(len(y)), np.zeros(len(y), float), np.zeros(len(y), int)
+    probs, thresholds, fold_of = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), int)
     fold_acc = []
     for k, tr, va, test in cv_splits(y, groups, folds, settings.seed):
         if full:
