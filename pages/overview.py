@@ -73,7 +73,7 @@ def headline_section(metrics: dict) -> None:
     if not present:
         st.warning("metrics.json holds no metric blocks (test, random_split, cv, cv_source).")
         return
-    for col, key in zip(st.columns(len(present)), present, strict=True):
+    for col, key in zip(_grid(len(present)), present, strict=True):
         items = dash.metric_items(metrics[key])
         with col:
             st.subheader(names[key][0])
@@ -92,6 +92,11 @@ def headline_section(metrics: dict) -> None:
     )
     folds_section(metrics)
     shortcut_section(metrics.get("shortcut"))
+
+
+def _grid(n: int, per_row: int = 4) -> list:
+    """n columns laid out in rows of at most `per_row`, so seven protocols stay readable."""
+    return [col for start in range(0, n, per_row) for col in st.columns(min(per_row, n - start))]
 
 
 def folds_section(metrics: dict) -> None:
