@@ -53,8 +53,10 @@ def export(settings_path: str, out: str, quality: int = 90, folds=(3, 10)) -> di
     """Write the model's input pixels (JPEG), labels, CV folds and backbone weights to `out`."""
     from tumor_model import features, train
     from tumor_model.config import Settings
-    from tumor_model.model import base_layers, build_model, input_size, set_fine_tune
+    from tumor_model.model import input_size
 
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be in 1-100, got {quality!r}")
     settings = Settings.from_json(settings_path)
     table, _ = train.prepare_table(settings)
     unique = table.drop_duplicates("sha256")
@@ -63,34 +65,55 @@ def export(settings_path: str, out: str, quality: int = 90, folds=(3, 10)) -> di
     arrays = {
         "jpeg": np.frombuffer(b"".join(blobs), np.uint8),
         "jpeg_end": np.cumsum([len(b) for b in blobs]),
-        "row_image": unique.sha256.reset_index(drop=True).pipe(_positions, table.sha256),
+        "row_image": _positions(list(unique.sha256), table.sha256),
         "label": table.label.to_numpy(np.int8),
         "settings": np.array(json.dumps(settings.to_dict())),
+        **fold_roles(table, settings.seed, folds),
     }
-    y = table.label.to_numpy()
-    for by in train.CV_GROUPS:
-        groups = train.cv_groups(table, by)
-        for k in folds:
-            roles = np.full((k, len(y)), -1, np.int8)
-            for f, tr, va, te in train.cv_splits(y, groups, k, settings.seed):
-                roles[f, tr], roles[f, va], roles[f, te] = 0, 1, 2
-            arrays[f"roles_{by}_{k}"] = roles
-    model, feature_model, _ = build_model(settings)
-    set_fine_tune(model, settings.fine_tune_layers)
-    body = base_layers(model)
-    arrays.update({f"w/{w.path}": np.asarray(w.numpy()) for layer in body for w in layer.weights})
-    names = {layer.name for layer in body}
-    tuned = [w.path for w in model.trainable_weights if w.path.split("/")[0] in names]
+    weights, tuned, feature_model = keras_backbone(settings)
+    arrays.update({f"w/{name}": value for name, value in weights.items()})
     arrays["fine_tune_kernels"] = np.array(tuned)
-    check = decode(arrays["jpeg"], arrays["jpeg_end"], range(8))
+    check = decode(arrays["jpeg"], arrays["jpeg_end"], range(min(8, len(blobs))))
     arrays["check_pixels"] = check
     arrays["check_features"] = feature_model.predict(check.astype("float32"), verbose=0)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **arrays)
-    return {"rows": len(y), "images": len(unique), "bytes": Path(out).stat().st_size}
+    return {"rows": len(table), "images": len(unique), "bytes": Path(out).stat().st_size}
 
 
-def _positions(unique_sha, sha) -> np.ndarray:
+def fold_roles(table, seed: int, folds) -> dict:
+    """{"roles_<grouping>_<K>": int8 (K, rows), 0 train / 1 val / 2 test} from
+    `train.cv_splits`, for each grouping with enough groups for K folds."""
+    from tumor_model import train
+
+    y, out = table.label.to_numpy(), {}
+    for by in train.CV_GROUPS:
+        groups = train.cv_groups(table, by)
+        for k in folds:
+            if not train.enough_groups(groups, k):
+                continue
+            roles = np.full((k, len(y)), -1, np.int8)
+            for f, tr, va, te in train.cv_splits(y, groups, k, seed):
+                roles[f, tr], roles[f, va], roles[f, te] = 0, 1, 2
+            out[f"roles_{by}_{k}"] = roles
+    return out
+
+
+def keras_backbone(settings) -> tuple[dict, list, object]:
+    """(weights of the backbone layers as Keras built them, the kernels fine-tuning trains,
+    the Keras feature model): what the JAX port must reproduce."""
+    from tumor_model.model import base_layers, build_model, set_fine_tune
+
+    model, feature_model, _ = build_model(settings)
+    set_fine_tune(model, settings.fine_tune_layers)
+    body = base_layers(model)
+    weights = {w.path: np.asarray(w.numpy()) for layer in body for w in layer.weights}
+    names = {layer.name for layer in body}
+    tuned = [w.path for w in model.trainable_weights if w.path.split("/")[0] in names]
+    return weights, tuned, feature_model
+
+
+def _positions(unique_sha: list, sha) -> np.ndarray:
     where = {s: i for i, s in enumerate(unique_sha)}
     return np.array([where[s] for s in sha], np.int32)
 
@@ -350,7 +373,7 @@ class Trainer:
         f, y = jnp.asarray(self.features), jnp.asarray(self.y)
         params = init_head(key, f.shape[1], s["dense_units"])
         state = adam_state(params)
-        steps = len(tr) // self.batch if len(tr) > self.batch else 1
+        steps = max(len(tr) // self.batch, 1)  # full batches, as the CPU recipe drops the rest
         best, best_loss, wait = params, np.inf, 0
         rng = np.random.default_rng(s["seed"])
         for _ in range(s["head_epochs"]):
@@ -377,7 +400,7 @@ class Trainer:
         frozen = {k: v for k, v in self.w0.items() if k not in tuned}
         state = adam_state(tuned)
         rng = np.random.default_rng(recipe.seed)
-        steps = len(tr) // self.batch
+        steps = max(len(tr) // self.batch, 1)
         best, best_loss = tuned, np.inf  # as Keras: the best of the epochs run, not the start
         for _ in range(recipe.epochs):
             order = rng.permutation(tr)[: steps * self.batch].reshape(steps, -1)
@@ -515,7 +538,10 @@ JOBS = {  # name: (grouping, folds, recipe), in the order they run
     "all_layers_duplicate_10": ("duplicate", 10, Recipe(layers="all")),
     "epochs16_duplicate_10": ("duplicate", 10, Recipe(epochs=16)),
     "all_layers_source_10": ("source", 10, Recipe(layers="all")),
+    "epochs16_source_10": ("source", 10, Recipe(epochs=16)),
 }
+# metrics.json keys `store` fills, and the jobs they come from
+STORED = {"cv_fine_tuned_gpu": "full_duplicate_10", "cv_source_fine_tuned_gpu": "full_source_10"}
 
 
 def check_port(trainer: Trainer, data: dict) -> float:
@@ -535,7 +561,9 @@ def run(data_path: str, out: str, jobs, budget_s: float, limit: int = 0) -> dict
     data = dict(np.load(data_path))
     if limit:
         data = _subsample(data, limit)
-    results = {"device": str(jax.devices()[0]), "jax": jax.__version__, "jobs": {}}
+    device = jax.devices()[0]
+    results = {"device": f"{device.platform}: {device.device_kind}", "jax": jax.__version__}
+    results["jobs"] = {}
     trainer = Trainer(data)
     results["port_max_abs_feature_diff"] = check_port(trainer, data)
     results["setup_seconds"] = time.perf_counter() - begin
@@ -544,6 +572,9 @@ def run(data_path: str, out: str, jobs, budget_s: float, limit: int = 0) -> dict
         if name not in JOBS:
             raise ValueError(f"unknown job {name!r}; choose from {sorted(JOBS)}")
         by, k, recipe = JOBS[name]
+        if f"roles_{by}_{k}" not in data:
+            results["jobs"][name] = {"skipped": f"no {by}-grouped {k}-fold split was exported"}
+            continue
         if time.perf_counter() - begin > budget_s:
             results["jobs"][name] = {"skipped": f"time budget {budget_s:.0f} s spent"}
             continue
@@ -566,6 +597,37 @@ def run(data_path: str, out: str, jobs, budget_s: float, limit: int = 0) -> dict
         Path(out).write_text(json.dumps(results, indent=1, default=float))
     Path(out).write_text(json.dumps(results, indent=1, default=float))
     return results
+
+
+def store(results_path: str, data_path: str, artifacts: str, where="", into=None) -> dict:
+    """Copy the whole-recipe CVs of a `run` into `artifacts`/metrics.json (`into`: metrics key
+    -> job, by default `STORED`'s 10-fold ones), with their fold sizes and what ran them."""
+    from tumor_model import train
+
+    results = json.loads(Path(results_path).read_text())
+    settings = json.loads(Path(artifacts, "settings.json").read_text())
+    out = {}
+    with np.load(data_path) as data:
+        for key, job in (into or STORED).items():
+            block = results["jobs"].get(job, {})
+            if "metrics" not in block:
+                continue
+            by, k, recipe = JOBS[job]
+            out[key] = {
+                **block,
+                "fold_size": (data[f"roles_{by}_{k}"] == ROLES["test"]).sum(axis=1).tolist(),
+                "groups": f"{by}: {train.CV_GROUPS[by]}",
+                "recipe": (
+                    f"full recipe: head + fine-tuning of the top {settings['fine_tune_layers']} "
+                    f"layers; JAX port (benchmarks/gpu_cv.py) on {where or results['device']}"
+                ),
+            }
+    if not out:
+        raise ValueError(
+            f"{results_path} holds none of the jobs {sorted((into or STORED).values())}"
+        )
+    train.update_metrics(Path(artifacts), out)
+    return out
 
 
 def _subsample(data: dict, n: int) -> dict:
@@ -592,11 +654,18 @@ def main(argv=None) -> None:
     go.add_argument("--jobs", nargs="+", default=list(JOBS), help=f"of {list(JOBS)}")
     go.add_argument("--budget", type=float, default=480.0, help="start no job after this, s")
     go.add_argument("--limit", type=int, default=0, help="first N rows only (smoke test)")
+    keep = sub.add_parser("store", help="put the 10-fold whole-recipe CVs into metrics.json")
+    keep.add_argument("--results", default="gpu_cv.json")
+    keep.add_argument("--data", default=".gpu/cv_data.npz")
+    keep.add_argument("--artifacts", default="artifacts")
+    keep.add_argument("--where", default="", help="the machine, in words (default: results')")
     args = parser.parse_args(argv)
     if args.command == "export":
         print(json.dumps(export(args.settings, args.out, args.quality)))
-    else:
+    elif args.command == "run":
         run(args.data, args.out, args.jobs, args.budget, args.limit)
+    else:
+        print(sorted(store(args.results, args.data, args.artifacts, args.where)))
 
 
 if __name__ == "__main__":

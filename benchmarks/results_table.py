@@ -47,6 +47,16 @@ def main() -> None:
             None,
         ),
         (
+            "NeuroScan, grouped CV (whole recipe, fine-tuned per fold; JAX port on a GPU)",
+            metrics.get("cv_fine_tuned_gpu"),
+            None,
+        ),
+        (
+            "NeuroScan, cross-source CV (whole recipe, fine-tuned per fold; JAX port on a GPU)",
+            metrics.get("cv_source_fine_tuned_gpu"),
+            None,
+        ),
+        (
             "NeuroScan, the report's random split (seed 314), same recipe",
             metrics.get("random_split"),
             None,

@@ -91,12 +91,18 @@ def test_results_table_prints_each_block_with_its_folds(tmp_path, monkeypatch, c
         m = {"value": acc, "ci_low": acc - 0.01, "ci_high": acc + 0.01}
         return {"n": 100, "metrics": {"accuracy": m}, **kw}
 
-    metrics = {"test": block(0.9), "cv_source_fine_tuned": block(0.8, folds=3)}
+    metrics = {
+        "test": block(0.9),
+        "cv_source_fine_tuned": block(0.8, folds=3),
+        "cv_fine_tuned_gpu": block(0.95, folds=10),
+    }
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     monkeypatch.setattr("sys.argv", ["results_table.py", str(tmp_path)])
     _script("results_table").main()
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| NeuroScan")]
-    assert len(rows) == 2  # blocks not in metrics.json are left out
+    assert len(rows) == 3  # blocks not in metrics.json are left out
     assert rows[0].split(" | ")[1:4] == ["100", "-", "0.9000 [0.890, 0.910]"]
     assert rows[1].startswith("| NeuroScan, cross-source CV (whole recipe, fine-tuned per fold)")
     assert rows[1].split(" | ")[1:4] == ["100", "3", "0.8000 [0.790, 0.810]"]
+    assert "JAX port on a GPU" in rows[2]
+    assert rows[2].split(" | ")[1:4] == ["100", "10", "0.9500 [0.940, 0.960]"]

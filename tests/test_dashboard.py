@@ -207,11 +207,17 @@ def test_protocol_table_skips_missing_blocks():
         "test": _block(accuracy=0.9, roc_auc=0.95),
         "cv": {**_block(accuracy=0.88), "folds": 10},
         "cv_source_fine_tuned": {**_block(accuracy=0.8), "folds": 3},
+        "cv_fine_tuned_gpu": {**_block(accuracy=0.96), "folds": 10},
         "shortcut": {"accuracy_original": 0.9},
     }
     table = dash.protocol_table(metrics)
-    assert list(table.protocol) == [dash.SHORT["test"], "Grouped CV", "Cross-source CV, fine-tuned"]
-    assert list(table.folds) == ["-", "10", "3"]
+    assert list(table.protocol) == [
+        dash.SHORT["test"],
+        "Grouped CV",
+        "Cross-source CV, fine-tuned",
+        "Grouped CV, fine-tuned (GPU port)",
+    ]
+    assert list(table.folds) == ["-", "10", "3", "10"]
     assert table.loc[0, "Accuracy"] == "90.0% (80.0–95.0)"
     assert table.loc[0, "ROC AUC"] == "0.950 (0.850–1.000)"
     assert table.loc[1, "ROC AUC"] == "n/a"

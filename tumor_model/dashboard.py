@@ -67,6 +67,14 @@ PROTOCOLS = {
     "cv_source": "Cross-source CV: image sizes kept whole across folds (frozen features + head)",
     "cv_fine_tuned": "Grouped cross-validation of the whole recipe (head + fine-tuning per fold)",
     "cv_source_fine_tuned": "Cross-source CV of the whole recipe (head + fine-tuning per fold)",
+    "cv_fine_tuned_gpu": (
+        "Grouped cross-validation of the whole recipe, run by its JAX port on a GPU "
+        "(benchmarks/gpu_cv.py; same folds, pixels and weights)"
+    ),
+    "cv_source_fine_tuned_gpu": (
+        "Cross-source CV of the whole recipe, run by its JAX port on a GPU "
+        "(benchmarks/gpu_cv.py; same folds, pixels and weights)"
+    ),
 }
 SHORT = {
     "test": "Group split",
@@ -76,6 +84,8 @@ SHORT = {
     "cv_source": "Cross-source CV",
     "cv_fine_tuned": "Grouped CV, fine-tuned",
     "cv_source_fine_tuned": "Cross-source CV, fine-tuned",
+    "cv_fine_tuned_gpu": "Grouped CV, fine-tuned (GPU port)",
+    "cv_source_fine_tuned_gpu": "Cross-source CV, fine-tuned (GPU port)",
 }
 TEST_SPLITS = {  # the model's own split (metrics.json "protocol") -> (short, long) test name
     "group": (SHORT["test"], PROTOCOLS["test"]),
