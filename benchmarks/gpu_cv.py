@@ -39,6 +39,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+try:  # `run` needs JAX; `export` (TensorFlow and the dataset, on the CPU) does not
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+    from jax.scipy.ndimage import map_coordinates
+except ImportError:
+    jax = jnp = lax = map_coordinates = None
+
 # MobileNetV2 (alpha 1.0): (expansion, output channels, repeats, first stride) per stage.
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
 STAGES += ((6, 160, 3, 2), (6, 320, 1, 1))
@@ -147,18 +155,12 @@ def blocks():
     for t, c, n, s in STAGES:
         for j in range(n):
             stride = s if j == 0 else 1
-            yield (
-                ("expanded_conv_" if i == 0 else f"block_{i}_"),
-                t != 1,
-                stride,
-                (cin == c and stride == 1),
-            )
+            prefix = "expanded_conv_" if i == 0 else f"block_{i}_"
+            yield prefix, t != 1, stride, cin == c and stride == 1
             cin, i = c, i + 1
 
 
 def _conv(x, kernel, stride=1, groups=1):
-    from jax import lax
-
     return lax.conv_general_dilated(
         x,
         kernel,
@@ -170,22 +172,16 @@ def _conv(x, kernel, stride=1, groups=1):
 
 
 def _bn(x, w, name):
-    import jax.numpy as jnp
-
     scale = w[f"{name}/gamma"] / jnp.sqrt(w[f"{name}/moving_variance"] + BN_EPSILON)
     return x * scale + (w[f"{name}/beta"] - w[f"{name}/moving_mean"] * scale)
 
 
 def _relu6(x):
-    import jax.numpy as jnp
-
     return jnp.clip(x, 0.0, 6.0)
 
 
 def preprocess(x):
     """Raw 0-255 pixels -> the per-image min-max stretch -> [-1, 1] (BackbonePreprocess)."""
-    import jax.numpy as jnp
-
     lo = x.min(axis=(1, 2, 3), keepdims=True)
     hi = x.max(axis=(1, 2, 3), keepdims=True)
     x = (x - lo) * (255.0 / jnp.maximum(hi - lo, 1.0))
@@ -210,9 +206,6 @@ def backbone(w: dict, x):
 
 def head_logit(w: dict, f, dropout: float = 0.0, key=None):
     """Dense(relu) -> Dropout -> Dense(1): the logit of P(tumour)."""
-    import jax
-    import jax.numpy as jnp
-
     h = jax.nn.relu(f @ w["head/dense_kernel"] + w["head/dense_bias"])
     if key is not None and dropout > 0:
         keep = jax.random.bernoulli(key, 1.0 - dropout, h.shape)
@@ -222,9 +215,6 @@ def head_logit(w: dict, f, dropout: float = 0.0, key=None):
 
 def init_head(key, dim: int, units: int) -> dict:
     """Glorot-uniform kernels and zero biases, as Keras's Dense defaults."""
-    import jax
-    import jax.numpy as jnp
-
     k1, k2 = jax.random.split(key)
 
     def glorot(k, n_in, n_out):
@@ -241,16 +231,11 @@ def init_head(key, dim: int, units: int) -> dict:
 
 def bce(logit, y):
     """Binary cross-entropy from logits, per example."""
-    import jax
-
     return jax.nn.softplus(logit) - y * logit
 
 
 def adam(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-7):
     """One Adam step as Keras takes it; state = (step, first moments, second moments)."""
-    import jax
-    import jax.numpy as jnp
-
     t, m, v = state
     t = t + 1
     m = jax.tree.map(lambda a, g: b1 * a + (1 - b1) * g, m, grads)
@@ -261,9 +246,6 @@ def adam(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-7):
 
 
 def adam_state(params):
-    import jax
-    import jax.numpy as jnp
-
     zeros = jax.tree.map(jnp.zeros_like, params)
     return (jnp.zeros((), jnp.float32), zeros, jax.tree.map(jnp.zeros_like, params))
 
@@ -275,17 +257,11 @@ def augment(x, key, resample: float):
     """The fine-tuning augmentation of `train.pixel_dataset` on a float batch (0-255): flip,
     rotation (+-0.03 turn) and zoom (+-10%) with zero fill, contrast (0.7-1.3), brightness
     (+-15%), optional down-and-up resampling, gamma (0.7-1.4), noise (sd 3), clipped."""
-    import jax
-
     keys = jax.random.split(key, x.shape[0])
     return jax.vmap(partial(_augment_one, resample=resample))(x, keys)
 
 
 def _augment_one(img, key, resample: float):
-    import jax
-    import jax.numpy as jnp
-    from jax.scipy.ndimage import map_coordinates
-
     k = jax.random.split(key, 8)
     u = partial(jax.random.uniform, shape=())
     img = jnp.where(u(k[0]) < 0.5, img[:, ::-1], img)
@@ -312,9 +288,6 @@ def _augment_one(img, key, resample: float):
 
 def _resample(img, factor):
     """Shrink by `factor` (antialiased) and enlarge back: the blur of a lower-resolution scan."""
-    import jax
-    import jax.numpy as jnp
-
     zero = jnp.zeros(2)
     small = jax.image.scale_and_translate(
         img, img.shape, (0, 1), jnp.full(2, factor), zero, "linear", antialias=True
@@ -341,9 +314,6 @@ class Trainer:
     """Everything one CV needs on the device: pixels, frozen features, jitted steps."""
 
     def __init__(self, data: dict, batch: int = 40, eval_batch: int = 200):
-        import jax
-        import jax.numpy as jnp
-
         self.settings = json.loads(str(data["settings"]))
         self.batch, self.eval_batch = batch, eval_batch
         self.y = data["label"].astype(np.float32)
@@ -351,6 +321,9 @@ class Trainer:
         self.pixels = jax.device_put(images[data["row_image"]])
         self.w0 = {k[2:]: jnp.asarray(v) for k, v in data.items() if k.startswith("w/")}
         self.top = [str(n) for n in data["fine_tune_kernels"]]
+        self.head_epoch = jax.jit(_head_epoch, static_argnames=("dropout",))
+        self.fine_tune_step = jax.jit(_fine_tune_step, static_argnames=("dropout", "resample"))
+        self.full_logit = jax.jit(_full_logit)
         self._features = jax.jit(lambda w, x: backbone(w, preprocess(x.astype(jnp.float32))))
         self.features = self.predict_rows(lambda x: self._features(self.w0, x))
 
@@ -366,9 +339,6 @@ class Trainer:
 
     # --- phase 1: head on frozen features
     def train_head(self, key, tr, va):
-        import jax
-        import jax.numpy as jnp
-
         s = self.settings
         f, y = jnp.asarray(self.features), jnp.asarray(self.y)
         params = init_head(key, f.shape[1], s["dense_units"])
@@ -379,7 +349,7 @@ class Trainer:
         for _ in range(s["head_epochs"]):
             order = rng.permutation(tr)[: steps * self.batch].reshape(steps, -1)
             key, sub = jax.random.split(key)
-            params, state = _head_epoch(
+            params, state = self.head_epoch(
                 params, state, f, y, jnp.asarray(order), sub, s["head_lr"], s["dropout"]
             )
             loss = float(bce(head_logit(params, f[va]), y[va]).mean())
@@ -393,8 +363,6 @@ class Trainer:
 
     # --- phase 2: fine-tuning on augmented pixels
     def fine_tune(self, key, head, tr, va, recipe: Recipe):
-        import jax
-
         names = self.top if recipe.layers == "top" else [k for k in self.w0 if "kernel" in k]
         tuned = {**{n: self.w0[n] for n in names}, **head}
         frozen = {k: v for k, v in self.w0.items() if k not in tuned}
@@ -406,7 +374,7 @@ class Trainer:
             order = rng.permutation(tr)[: steps * self.batch].reshape(steps, -1)
             for idx in order:
                 key, sub = jax.random.split(key)
-                tuned, state = _fine_tune_step(
+                tuned, state = self.fine_tune_step(
                     tuned,
                     state,
                     frozen,
@@ -427,12 +395,10 @@ class Trainer:
         return float(np.mean(np.logaddexp(0, logits) - self.y[va] * logits))
 
     def logits(self, weights, rows):
-        return self.predict_rows(lambda x: _full_logit(weights, x), rows)
+        return self.predict_rows(lambda x: self.full_logit(weights, x), rows)
 
 
-def _head_epoch_impl(params, state, f, y, order, key, lr, dropout):
-    import jax
-
+def _head_epoch(params, state, f, y, order, key, lr, dropout):
     def step(carry, idx):
         params, state, key = carry
         key, sub = jax.random.split(key)
@@ -447,10 +413,7 @@ def _head_epoch_impl(params, state, f, y, order, key, lr, dropout):
     return params, state
 
 
-def _fine_tune_step_impl(tuned, state, frozen, pixels, y, key, lr, dropout, resample):
-    import jax
-    import jax.numpy as jnp
-
+def _fine_tune_step(tuned, state, frozen, pixels, y, key, lr, dropout, resample):
     k_aug, k_drop = jax.random.split(key)
     x = augment(pixels.astype(jnp.float32), k_aug, resample)
 
@@ -461,25 +424,8 @@ def _fine_tune_step_impl(tuned, state, frozen, pixels, y, key, lr, dropout, resa
     return adam(tuned, jax.grad(loss)(tuned), state, lr)
 
 
-def _full_logit_impl(w, x):
-    import jax.numpy as jnp
-
+def _full_logit(w, x):
     return head_logit(w, backbone(w, preprocess(x.astype(jnp.float32))))
-
-
-_head_epoch = None
-_fine_tune_step = None
-_full_logit = None
-
-
-def _compile_steps() -> None:
-    """jax.jit the steps once JAX is imported (the export side needs no JAX)."""
-    global _head_epoch, _fine_tune_step, _full_logit
-    import jax
-
-    _head_epoch = jax.jit(_head_epoch_impl, static_argnames=("dropout",))
-    _fine_tune_step = jax.jit(_fine_tune_step_impl, static_argnames=("dropout", "resample"))
-    _full_logit = jax.jit(_full_logit_impl)
 
 
 # ----------------------------------------------------------------------------- CV
@@ -487,8 +433,6 @@ def _compile_steps() -> None:
 
 def cross_validate(trainer: Trainer, roles: np.ndarray, recipe: Recipe, name: str) -> dict:
     """Grouped K-fold CV of `recipe` on the exported folds, reported as `train.cross_validate`."""
-    import jax
-
     from tumor_model import evaluate
 
     y = trainer.y.astype(int)
@@ -546,17 +490,14 @@ STORED = {"cv_fine_tuned_gpu": "full_duplicate_10", "cv_source_fine_tuned_gpu": 
 
 def check_port(trainer: Trainer, data: dict) -> float:
     """Largest |JAX - Keras| pooled feature on the exported check images."""
-    import jax.numpy as jnp
-
     ours = trainer._features(trainer.w0, jnp.asarray(data["check_pixels"]))
     return float(np.max(np.abs(np.asarray(ours) - data["check_features"])))
 
 
 def run(data_path: str, out: str, jobs, budget_s: float, limit: int = 0) -> dict:
-    import jax
-
     jax.config.update("jax_default_matmul_precision", "highest")  # float32 as on the CPU, no TF32
-    _compile_steps()
+    if jax is None:
+        raise ImportError("gpu_cv run needs JAX: pip install jax (on a GPU: jax[cuda13])")
     begin = time.perf_counter()
     data = dict(np.load(data_path))
     if limit:
