@@ -164,6 +164,10 @@ def test_overview(app, art):
     if "cv" in metrics:
         row = protocols[protocols.protocol == "Grouped CV"].iloc[0]
         assert row.folds == str(metrics["cv"]["folds"])
+    if "cv_fine_tuned_gpu" in metrics:  # the JAX port's CV is named as such, with its folds
+        row = protocols[protocols.protocol == "Grouped CV, fine-tuned (GPU port)"].iloc[0]
+        assert row.folds == str(metrics["cv_fine_tuned_gpu"]["folds"])
+        assert any("**GPU port.**" in m.value for m in at.markdown)
 
 
 def test_dataset_with_shipped_samples(app, art):
