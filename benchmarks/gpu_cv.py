@@ -32,7 +32,7 @@ import json
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -247,7 +247,7 @@ def adam(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-7):
 
 def adam_state(params):
     zeros = jax.tree.map(jnp.zeros_like, params)
-    return (jnp.zeros((), jnp.float32), zeros, jax.tree.map(jnp.zeros_like, params))
+    return jnp.zeros((), jnp.float32), zeros, zeros
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -302,12 +302,22 @@ def _resample(img, factor):
 
 @dataclass(frozen=True)
 class Recipe:
+    """One CV job's recipe; fields left None take the exported settings' values."""
+
     fine_tune: bool = True  # False: the frozen-feature stage alone
     layers: str = "top"  # top: the exported top-N kernels (settings.fine_tune_layers); all
-    epochs: int = 8  # maximum fine-tuning epochs (the best validation-loss epoch is kept)
-    lr: float = 5e-5  # fine-tuning Adam learning rate
-    seed: int = 314  # training seed (the folds are fixed by the export)
-    resample: float = 0.5  # down-and-up resampling strength in the augmentation
+    epochs: int | None = None  # maximum fine-tuning epochs (the best validation-loss one is kept)
+    lr: float | None = None  # fine-tuning Adam learning rate
+    seed: int | None = None  # training seed: head initialisation, dropout, fine-tuning batch
+    # order, augmentation (the folds and the head's batch order follow the settings' seed)
+    resample: float | None = None  # down-and-up resampling strength in the augmentation
+
+    def resolve(self, settings: dict) -> Recipe:
+        """This recipe with every unset field taken from the exported settings."""
+        own = {"epochs": "fine_tune_epochs", "lr": "fine_tune_lr", "seed": "seed"}
+        own["resample"] = "resample"
+        values = {f: settings[k] for f, k in own.items() if getattr(self, f) is None}
+        return replace(self, **values)
 
 
 class Trainer:
@@ -435,6 +445,7 @@ def cross_validate(trainer: Trainer, roles: np.ndarray, recipe: Recipe, name: st
     """Grouped K-fold CV of `recipe` on the exported folds, reported as `train.cross_validate`."""
     from tumor_model import evaluate
 
+    recipe, s = recipe.resolve(trainer.settings), trainer.settings
     y = trainer.y.astype(int)
     probs, thresholds = np.zeros(len(y)), np.zeros(len(y))
     fold_acc, seconds = [], []
@@ -451,8 +462,12 @@ def cross_validate(trainer: Trainer, roles: np.ndarray, recipe: Recipe, name: st
             val_p, test_p = (
                 _sigmoid(np.asarray(head_logit(head, trainer.features[r]))) for r in (va, te)
             )
-        temperature = evaluate.fit_temperature(y[va], val_p)
-        threshold = evaluate.choose_threshold(y[va], evaluate.apply_temperature(val_p, temperature))
+        # as train.decide: temperature, then threshold, on the inner validation part
+        temperature = evaluate.fit_temperature(y[va], val_p) if s["calibrate"] else 1.0
+        threshold = s["threshold"]
+        if threshold == -1.0:
+            calibrated = evaluate.apply_temperature(val_p, temperature)
+            threshold = evaluate.choose_threshold(y[va], calibrated)
         probs[te], thresholds[te] = evaluate.apply_temperature(test_p, temperature), threshold
         fold_acc.append(float(np.mean((probs[te] >= threshold) == y[te])))
         seconds.append(time.perf_counter() - start)
@@ -460,7 +475,7 @@ def cross_validate(trainer: Trainer, roles: np.ndarray, recipe: Recipe, name: st
             f"{name} fold {k + 1}/{len(roles)}: accuracy {fold_acc[-1]:.4f} ({seconds[-1]:.1f} s)",
             flush=True,
         )
-    result = evaluate.report(y, probs, thresholds, 1000, 314)
+    result = evaluate.report(y, probs, thresholds, s["bootstrap"], s["seed"])
     result.update(
         folds=len(roles), fold_accuracy=fold_acc, fold_seconds=seconds, recipe=asdict(recipe)
     )

@@ -49,6 +49,13 @@ def test_adam_step_matches_keras():
     assert not np.allclose(np.asarray(params), value)
 
 
+def test_recipe_takes_unset_fields_from_the_settings():
+    settings = {"fine_tune_epochs": 8, "fine_tune_lr": 5e-5, "seed": 314, "resample": 0.5}
+    recipe = gpu_cv.Recipe(epochs=16, seed=315).resolve(settings)
+    assert (recipe.epochs, recipe.lr, recipe.seed, recipe.resample) == (16, 5e-5, 315, 0.5)
+    assert gpu_cv.Recipe(resample=0.0).resolve(settings).resample == 0.0  # 0 is a value
+
+
 def test_augmentation_keeps_range_and_follows_its_key():
     rng = np.random.default_rng(1)
     batch = np.stack([np.repeat(fake_scan(rng, t)[..., None], 3, -1) for t in (0, 1)])
@@ -94,6 +101,13 @@ def test_export_run_store_end_to_end(tiny_dataset, tmp_path):
     assert full["n"] == exported["rows"] and len(full["fold_accuracy"]) == 3
     assert 0.0 <= full["metrics"]["accuracy"]["value"] <= 1.0
     assert results["jobs"]["frozen_duplicate_3"]["recipe"]["fine_tune"] is False
+    # the job's unset fields came from the exported settings, not from the shipped recipe
+    assert {k: full["recipe"][k] for k in ("epochs", "lr", "resample", "seed")} == {
+        "epochs": 8,
+        "lr": 1e-5,
+        "resample": 0.0,
+        "seed": 314,
+    }
     assert "no source-grouped 10-fold split" in results["jobs"]["full_source_10"]["skipped"]
     into = {"cv_fine_tuned_gpu": "full_duplicate_3", "cv_source_fine_tuned_gpu": "full_source_10"}
     stored = gpu_cv.store(str(out), str(data), str(art), "this test's CPU", into)
