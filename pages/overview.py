@@ -63,8 +63,8 @@ def evaluation_text() -> None:
         "fine-tuning) as the shipped model was trained: slow, so often fewer folds (the table's "
         "*folds* column).\n"
         "- **GPU port.** The fine-tuned CV run by `benchmarks/gpu_cv.py`, a JAX copy of the "
-        "training recipe, on a GPU: the same folds, pixels and weights; on the same 3 folds it "
-        "agrees with the TensorFlow run to within 1.2 points.\n\n"
+        "training recipe, on a GPU: the same folds and weights, the images sent as JPEG; on "
+        "the same 3 folds it agrees with the TensorFlow run to within 1.2 points.\n\n"
         "All intervals are 95% percentile-bootstrap confidence intervals."
     )
 

@@ -69,11 +69,11 @@ PROTOCOLS = {
     "cv_source_fine_tuned": "Cross-source CV of the whole recipe (head + fine-tuning per fold)",
     "cv_fine_tuned_gpu": (
         "Grouped cross-validation of the whole recipe, run by its JAX port on a GPU "
-        "(benchmarks/gpu_cv.py; same folds, pixels and weights)"
+        "(benchmarks/gpu_cv.py; same folds and weights, images sent as JPEG)"
     ),
     "cv_source_fine_tuned_gpu": (
         "Cross-source CV of the whole recipe, run by its JAX port on a GPU "
-        "(benchmarks/gpu_cv.py; same folds, pixels and weights)"
+        "(benchmarks/gpu_cv.py; same folds and weights, images sent as JPEG)"
     ),
 }
 SHORT = {
