@@ -121,6 +121,31 @@ def keras_backbone(settings) -> tuple[dict, list, object]:
     return weights, tuned, feature_model
 
 
+def tf_cv(data_path: str, folds=(3, 10)) -> dict:
+    """The TensorFlow frozen-stage CVs (`train.cross_validate`) on the exported JPEG pixels,
+    {"<grouping>_<K>": CV}: what the JPEG transport alone does to the port's reference figures."""
+    from tumor_model import train
+    from tumor_model.config import Settings
+    from tumor_model.model import build_model
+
+    with np.load(data_path) as z:
+        data = dict(z)
+    settings = Settings.from_dict(json.loads(str(data["settings"])))
+    table, _ = train.prepare_table(settings)
+    if not np.array_equal(table.label.to_numpy(), data["label"]):
+        raise ValueError(f"{data_path} was exported from other data than {settings.data_dirs}")
+    images = decode(data["jpeg"], data["jpeg_end"], range(len(data["jpeg_end"])))
+    _, feature_model, _ = build_model(settings)
+    x = feature_model.predict(images.astype("float32"), batch_size=64, verbose=0)
+    out = {}
+    for by in train.CV_GROUPS:
+        for k in folds:
+            if f"roles_{by}_{k}" in data:
+                cv = train.cross_validate(x[data["row_image"]], table, settings, k, by)
+                out[f"{by}_{k}"] = cv
+    return out
+
+
 def _positions(unique_sha: list, sha) -> np.ndarray:
     where = {s: i for i, s in enumerate(unique_sha)}
     return np.array([where[s] for s in sha], np.int32)
@@ -610,6 +635,8 @@ def main(argv=None) -> None:
     go.add_argument("--jobs", nargs="+", default=list(JOBS), help=f"of {list(JOBS)}")
     go.add_argument("--budget", type=float, default=480.0, help="start no job after this, s")
     go.add_argument("--limit", type=int, default=0, help="first N rows only (smoke test)")
+    ref = sub.add_parser("tf-cv", help="TensorFlow frozen-stage CVs on the exported pixels")
+    ref.add_argument("--data", default=".gpu/cv_data.npz")
     keep = sub.add_parser("store", help="put the 10-fold whole-recipe CVs into metrics.json")
     keep.add_argument("--results", default="gpu_cv.json")
     keep.add_argument("--data", default=".gpu/cv_data.npz")
@@ -620,6 +647,10 @@ def main(argv=None) -> None:
         print(json.dumps(export(args.settings, args.out, args.quality)))
     elif args.command == "run":
         run(args.data, args.out, args.jobs, args.budget, args.limit)
+    elif args.command == "tf-cv":
+        for name, cv in tf_cv(args.data).items():
+            m = cv["metrics"]
+            print(f"{name}: accuracy {m['accuracy']['value']:.4f} AUC {m['roc_auc']['value']:.4f}")
     else:
         print(sorted(store(args.results, args.data, args.artifacts, args.where)))
 

@@ -118,6 +118,8 @@ def test_export_run_store_end_to_end(tiny_dataset, tmp_path):
     assert block["recipe"].endswith(
         "top 5 layers; JAX port (benchmarks/gpu_cv.py) on this test's CPU"
     )
+    reference = gpu_cv.tf_cv(str(data), folds=(3,))  # TensorFlow on the same JPEG pixels
+    assert set(reference) == {"duplicate_3"} and reference["duplicate_3"]["n"] == exported["rows"]
     with pytest.raises(ValueError, match="JPEG quality"):
         gpu_cv.export(str(art / "settings.json"), str(data), quality=0)
 
