@@ -487,12 +487,7 @@ def cross_validate(trainer: Trainer, roles: np.ndarray, recipe: Recipe, name: st
             val_p, test_p = (
                 _sigmoid(np.asarray(head_logit(head, trainer.features[r]))) for r in (va, te)
             )
-        # as train.decide: temperature, then threshold, on the inner validation part
-        temperature = evaluate.fit_temperature(y[va], val_p) if s["calibrate"] else 1.0
-        threshold = s["threshold"]
-        if threshold == -1.0:
-            calibrated = evaluate.apply_temperature(val_p, temperature)
-            threshold = evaluate.choose_threshold(y[va], calibrated)
+        temperature, threshold = evaluate.decide(y[va], val_p, s["calibrate"], s["threshold"])
         probs[te], thresholds[te] = evaluate.apply_temperature(test_p, temperature), threshold
         fold_acc.append(float(np.mean((probs[te] >= threshold) == y[te])))
         seconds.append(time.perf_counter() - start)
@@ -539,7 +534,8 @@ def run(data_path: str, out: str, jobs, budget_s: float, limit: int = 0) -> dict
     if jax is None:
         raise ImportError("gpu_cv run needs JAX: pip install jax (on a GPU: jax[cuda13])")
     begin = time.perf_counter()
-    data = dict(np.load(data_path))
+    with np.load(data_path) as z:
+        data = dict(z)
     if limit:
         data = _subsample(data, limit)
     device = jax.devices()[0]

@@ -74,6 +74,18 @@ def test_threshold_youden_separates():
     assert evaluate.all_metrics(y, p, t)["accuracy"] == 1.0
 
 
+def test_decide_calibrates_then_picks_the_threshold_on_calibrated_probabilities():
+    y = np.array([0, 0, 0, 1, 1, 1, 0, 1])
+    p = np.array([0.02, 0.1, 0.3, 0.35, 0.97, 0.99, 0.9, 0.2])  # overconfident, 2 mistakes
+    t, thr = evaluate.decide(y, p)
+    assert t == pytest.approx(evaluate.fit_temperature(y, p)) and t > 1
+    assert thr == pytest.approx(evaluate.choose_threshold(y, evaluate.apply_temperature(p, t)))
+    assert evaluate.decide(y, p, calibrate=False) == pytest.approx(
+        (1.0, evaluate.choose_threshold(y, p))
+    )
+    assert evaluate.decide(y, p, threshold=0.4) == (pytest.approx(t), 0.4)
+
+
 def test_group_level_counts_each_group_once():
     frame = pd.DataFrame(
         {"group": [0, 0, 0, 1], "label": [1, 1, 1, 0], "probability": [0.9, 0.7, 0.8, 0.2]}

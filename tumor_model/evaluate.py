@@ -182,6 +182,15 @@ def fit_temperature(labels, probs) -> float:
     return float(np.exp(res.x))
 
 
+def decide(labels, probs, calibrate: bool = True, threshold: float = -1.0) -> tuple[float, float]:
+    """(temperature, threshold) from validation: temperature scaling if `calibrate`, then
+    Youden's J on the calibrated probabilities unless a fixed threshold is given (-1: choose)."""
+    temperature = fit_temperature(labels, probs) if calibrate else 1.0
+    if threshold != -1.0:
+        return temperature, float(threshold)
+    return temperature, choose_threshold(labels, apply_temperature(probs, temperature))
+
+
 def apply_temperature(probs, temperature: float) -> np.ndarray:
     p = np.clip(np.asarray(probs, dtype=float), 1e-7, 1 - 1e-7)
     return 1 / (1 + np.exp(-np.log(p / (1 - p)) / temperature))

@@ -289,12 +289,8 @@ def predict_pixels(model, table, settings, batch: int = 64, pooled: bool = False
 
 
 def decide(val_y, val_p, settings) -> tuple[float, float]:
-    """(temperature, threshold) chosen on validation only."""
-    temperature = evaluate.fit_temperature(val_y, val_p) if settings.calibrate else 1.0
-    calibrated = evaluate.apply_temperature(val_p, temperature)
-    if settings.threshold != -1.0:
-        return temperature, settings.threshold
-    return temperature, evaluate.choose_threshold(val_y, calibrated)
+    """(temperature, threshold) chosen on validation only, as `settings` say."""
+    return evaluate.decide(val_y, val_p, settings.calibrate, settings.threshold)
 
 
 CV_GROUPS = {
