@@ -348,6 +348,16 @@ def test_pixel_dataset_applies_resample(tmp_path):
     assert edge_energy(0.7) < 0.8 * edge_energy(0.0)
 
 
+@pytest.mark.parametrize("resample", [0.0, 0.5])
+def test_training_batches_keep_a_static_image_shape(tmp_path, resample):
+    # An unknown height/width makes Keras trace a shape-generic training step, which ran at
+    # half the speed on CPU (docs/experiments.md, "Where a fine-tuning epoch's time goes").
+    settings = tiny_settings(tmp_path, tmp_path / "out", resample=resample, batch_size=4)
+    pixels = np.zeros((12, 32, 32, 3), np.uint8)
+    ds = train.pixel_dataset(pixels, np.zeros(12), settings, training=True)
+    assert tuple(ds.element_spec[0].shape) == (4, 32, 32, 3)
+
+
 def test_group_sampler_draws_one_member_of_every_group_each_pass():
     groups = np.array(["a", "b", "a", "c", "a", "b"])
     sampler = train.group_sampler(groups, seed=3)
