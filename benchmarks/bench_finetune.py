@@ -1,17 +1,20 @@
 """Where a fine-tuning epoch's time goes on this machine (a script, not a timed test).
 
     PYTHONPATH=. python benchmarks/bench_finetune.py [--images 400] [--layers 60] [--size 224]
-        [--jit-compile]
+        [--jit-compile] [--weights WEIGHTS.h5]
 
 With `--jit-compile` the model is compiled with XLA (Keras leaves it off on CPU-only machines);
 `TF_ENABLE_ONEDNN_OPTS=0` in the environment turns TensorFlow's oneDNN kernels off.
 
-Random uint8 pixels (the cost does not depend on content) and a randomly initialised backbone
-(the same compute as ImageNet weights), so no dataset or weights are needed. Prints a markdown
-table of images per second for: the augmentation pipeline alone (`train.pixel_dataset`, with and
-without `--resample`), the forward pass alone, and one training epoch of the top `--layers`
-layers without augmentation, with it, and with it plus `--resample`. Each is timed after a
-warm-up pass that traces the graph.
+Random uint8 pixels (the cost does not depend on content). Without `--weights` the backbone is
+randomly initialised, so nothing from ../shared is needed, but on CPU its training steps run
+slower than with the ImageNet weights (docs/experiments.md, "A static image shape for the
+fine-tuning step"): pass
+`--weights ../shared/weights/mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5`
+for the figures a real run sees. Prints a markdown table of images per second for: the
+augmentation pipeline alone (`train.pixel_dataset`, with and without `--resample`), the forward
+pass alone, and one training epoch of the top `--layers` layers without augmentation, with it,
+and with it plus `--resample`. Each is timed after a warm-up pass that traces the graph.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import dataclasses
 import time
 
 import numpy as np
+
+import tumor_model  # noqa: F401  (sets TensorFlow's CPU allocator before keras loads)
 
 
 def timed(fn) -> float:
@@ -32,7 +37,12 @@ def timed(fn) -> float:
 
 
 def measure(
-    images: int, layers: int, size: int, resample: float = 0.5, jit_compile: bool = False
+    images: int,
+    layers: int,
+    size: int,
+    resample: float = 0.5,
+    jit_compile: bool = False,
+    weights: str = "none",
 ) -> list[tuple[str, float]]:
     """[(what, images per second)] for the parts of a fine-tuning epoch."""
     import keras
@@ -48,7 +58,7 @@ def measure(
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8)
     labels = np.arange(images) % 2
-    base = Settings(weights="none", input_size=size, fine_tune_layers=layers)
+    base = Settings(weights=weights, input_size=size, fine_tune_layers=layers)
     plain = dataclasses.replace(base, augment=False)
     with_resample = dataclasses.replace(base, resample=resample)
     model, _, _ = build_model(base)
@@ -95,9 +105,15 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=60)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--jit-compile", action="store_true", help="compile with XLA")
+    parser.add_argument(
+        "--weights", default="none", help="backbone weights file (.h5); 'none': random init"
+    )
     args = parser.parse_args()
     print(f"| part ({args.images} images, {args.size} px) | images/s |\n|---|---|")
-    for what, rate in measure(args.images, args.layers, args.size, jit_compile=args.jit_compile):
+    rows = measure(
+        args.images, args.layers, args.size, jit_compile=args.jit_compile, weights=args.weights
+    )
+    for what, rate in rows:
         print(f"| {what} | {rate:.1f} |")
 
 

@@ -27,6 +27,21 @@ def test_help_lists_subcommands():
         assert sub in done.stdout
 
 
+@pytest.mark.parametrize(("given", "expected"), [(None, "true"), ("false", "false")])
+def test_package_turns_on_the_bfc_cpu_allocator_unless_told_otherwise(given, expected):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+    if given is not None:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = given
+    code = "import os, tumor_model; print(os.environ['TF_CPU_ALLOCATOR_USE_BFC'])"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
+
+
 def test_train_flags_cover_every_setting():
     args = build_parser().parse_args(
         [
