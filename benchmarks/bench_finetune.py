@@ -7,14 +7,15 @@ With `--jit-compile` the model is compiled with XLA (Keras leaves it off on CPU-
 `TF_ENABLE_ONEDNN_OPTS=0` in the environment turns TensorFlow's oneDNN kernels off.
 
 Random uint8 pixels (the cost does not depend on content). Without `--weights` the backbone is
-randomly initialised, so nothing from ../shared is needed, but on CPU its training steps run
-slower than with the ImageNet weights (docs/experiments.md, "A static image shape for the
-fine-tuning step"): pass
-`--weights ../shared/weights/mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5`
-for the figures a real run sees. Prints a markdown table of images per second for: the
-augmentation pipeline alone (`train.pixel_dataset`, with and without `--resample`), the forward
-pass alone, and one training epoch of the top `--layers` layers without augmentation, with it,
-and with it plus `--resample`. Each is timed after a warm-up pass that traces the graph.
+randomly initialised, so nothing from ../shared is needed; `--weights
+../shared/weights/mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5` uses the real one. On the
+2-core development machine single rows vary by up to 2x from run to run (docs/experiments.md,
+"A static image shape for the fine-tuning step"), so compare rows over several runs.
+
+Prints a markdown table of images per second for: the augmentation pipeline alone
+(`train.pixel_dataset`, with and without `--resample`), the forward pass alone, and one
+training epoch of the top `--layers` layers without augmentation, with it, and with it plus
+`--resample`. Each is timed after a warm-up pass that traces the graph.
 """
 
 from __future__ import annotations
