@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -29,8 +30,6 @@ def test_help_lists_subcommands():
 
 @pytest.mark.parametrize(("given", "expected"), [(None, "true"), ("false", "false")])
 def test_package_turns_on_the_bfc_cpu_allocator_unless_told_otherwise(given, expected):
-    import os
-
     env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
     if given is not None:
         env["TF_CPU_ALLOCATOR_USE_BFC"] = given

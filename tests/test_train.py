@@ -351,7 +351,7 @@ def test_pixel_dataset_applies_resample(tmp_path):
 @pytest.mark.parametrize("resample", [0.0, 0.5])
 def test_training_batches_keep_a_static_image_shape(tmp_path, resample):
     # An unknown height/width makes Keras trace a shape-generic training step, which ran at
-    # half the speed on CPU (docs/experiments.md, "Where a fine-tuning epoch's time goes").
+    # half the speed on CPU (docs/experiments.md, "A static image shape for the fine-tuning step").
     settings = tiny_settings(tmp_path, tmp_path / "out", resample=resample, batch_size=4)
     pixels = np.zeros((12, 32, 32, 3), np.uint8)
     ds = train.pixel_dataset(pixels, np.zeros(12), settings, training=True)
