@@ -175,6 +175,25 @@ def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
     assert bad.returncode == 2 and "invalid choice: 'sizes'" in bad.stderr
 
 
+def test_cv_reruns_with_this_machines_feature_cache(tiny_artifacts, tmp_path):
+    """settings.json records the training machine's cache folder (the shipped model's is a /tmp
+    path); `cv --cache-dir` caches elsewhere and gets the same CV as the recorded cache."""
+    here = tmp_path / "cache_here"
+    recorded = train.recorded_settings(tiny_artifacts)
+    assert recorded.cache_dir != str(here)
+    assert train.recorded_settings(tiny_artifacts, str(here)).cache_dir == str(here)
+    proc = cli(
+        "cv", "--artifacts", str(tiny_artifacts), "--folds", "3", "--by", "duplicate",
+        "--cache-dir", str(here),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [p.suffix for p in here.iterdir()] == [".npz"]  # features extracted into it
+    saved = json.loads((tiny_artifacts / "metrics.json").read_text())["cv"]["metrics"]
+    assert json.loads(proc.stdout)["cv"]["accuracy"] == round(saved["accuracy"]["value"], 4)
+    with pytest.raises(ValueError, match="cache_dir must be a folder path, got ''"):
+        train.recorded_settings(tiny_artifacts, "")
+
+
 def test_fine_tuned_cv_refuses_a_frozen_recipe(tiny_artifacts):
     with pytest.raises(ValueError, match="recipe without fine-tuning"):
         train.cv_artifacts(tiny_artifacts, folds=3, full=True)

@@ -90,6 +90,7 @@ def cmd_cv(args) -> int:
             args.save,
             full=args.fine_tune,
             by=tuple(args.by or train.CV_GROUPS),
+            cache_dir=args.cache_dir,
         )
     summary = {
         name: {
@@ -111,7 +112,7 @@ def cmd_report_protocol(args) -> int:
     from . import train
 
     with contextlib.redirect_stdout(sys.stderr):  # progress on stderr, the result on stdout
-        result = train.protocol_artifacts(args.artifacts, args.save)
+        result = train.protocol_artifacts(args.artifacts, args.save, args.cache_dir)
     summary = {k: round(result["metrics"][k]["value"], 4) for k in ("accuracy", "roc_auc")}
     summary["test_files_with_copy_in_train"] = result["test_files_with_copy_in_train"]
     print(json.dumps({**result["protocol"], **summary, "saved": args.save}, indent=2))
@@ -236,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         "cv_source_fine_tuned",
     )
     p.add_argument(
+        "--cache-dir",
+        default=Settings.cache_dir,
+        help="frozen-feature cache on this machine (default: %(default)s; the path recorded in "
+        "settings.json is where the model was trained)",
+    )
+    p.add_argument(
         "--save", action="store_true", help="store the results in <artifacts>/metrics.json"
     )
     p.set_defaults(func=cmd_cv)
@@ -245,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="retrain a trained model's recipe on the report's random split and test it",
     )
     p.add_argument("--artifacts", default="artifacts", help="reads its settings.json")
+    p.add_argument(
+        "--cache-dir",
+        default=Settings.cache_dir,
+        help="frozen-feature cache on this machine (default: %(default)s; the path recorded in "
+        "settings.json is where the model was trained)",
+    )
     p.add_argument(
         "--save", action="store_true", help="store the result in <artifacts>/metrics.json"
     )

@@ -417,20 +417,38 @@ def update_metrics(folder: Path, result: dict, drop=()) -> None:
     data.write_json(metrics, path)
 
 
+def recorded_settings(folder, cache_dir: str | None = None) -> Settings:
+    """The settings a model in `folder` was trained with, to rerun its recipe here. Its
+    settings.json records the cache folder of the machine that trained it (a /tmp path for the
+    shipped model); `cache_dir` replaces it, so a rerun uses this machine's cache."""
+    settings = Settings.from_json(Path(folder) / "settings.json")
+    if cache_dir is None:
+        return settings
+    if not isinstance(cache_dir, str | Path) or not str(cache_dir):
+        raise ValueError(f"cache_dir must be a folder path, got {cache_dir!r}")
+    return dataclasses.replace(settings, cache_dir=str(cache_dir))
+
+
 def cv_artifacts(
-    folder, data_dirs=None, folds: int = 10, save: bool = False, full=False, by=tuple(CV_GROUPS)
+    folder,
+    data_dirs=None,
+    folds: int = 10,
+    save: bool = False,
+    full=False,
+    by=tuple(CV_GROUPS),
+    cache_dir: str | None = None,
 ) -> dict:
     """The CVs (`by`: "duplicate", "source") of the recipe in `folder`/settings.json, of its
     frozen-feature stage or with full=True of the whole recipe (one training run per fold), on
-    its data or on `data_dirs`. With save=True they replace their keys (`cv_key`) in
-    `folder`/metrics.json."""
+    its data or on `data_dirs`, with features cached in `cache_dir` (default: the recorded one).
+    With save=True they replace their keys (`cv_key`) in `folder`/metrics.json."""
     folder = Path(folder)
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds!r}")
     unknown = [one for one in by if one not in CV_GROUPS]
     if unknown or not by:
         raise ValueError(f"CV groupings must be among {tuple(CV_GROUPS)}, got {list(by)!r}")
-    settings = Settings.from_json(folder / "settings.json")
+    settings = recorded_settings(folder, cache_dir)
     if data_dirs:
         settings = dataclasses.replace(settings, data_dirs=tuple(data_dirs))
     if full and not settings.fine_tune_layers:
@@ -442,11 +460,12 @@ def cv_artifacts(
     return result
 
 
-def protocol_artifacts(folder, save: bool = False) -> dict:
+def protocol_artifacts(folder, save: bool = False, cache_dir: str | None = None) -> dict:
     """The report's protocol (random split, same seed) with the recipe in `folder`/settings.json:
-    a second training run. With save=True it becomes "random_split" in `folder`/metrics.json."""
+    a second training run, features cached in `cache_dir` (default: the recorded one). With
+    save=True it becomes "random_split" in `folder`/metrics.json."""
     folder = Path(folder)
-    settings = Settings.from_json(folder / "settings.json")
+    settings = recorded_settings(folder, cache_dir)
     if settings.split == "random":
         raise ValueError(f"{folder} already holds a random-split model: its test metrics are it")
     keras.utils.set_random_seed(settings.seed)
