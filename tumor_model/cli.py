@@ -181,6 +181,16 @@ def _explain_one(predictor, result: dict, args, used: set) -> dict:
     return {**result, "overlay": str(path), "explained": predictor.class_names[target]}
 
 
+def _cache_dir_arg(p: argparse.ArgumentParser) -> None:
+    """--cache-dir for commands that rerun a trained model's recipe on this machine."""
+    p.add_argument(
+        "--cache-dir",
+        default=Settings.cache_dir,
+        help="frozen-feature cache on this machine (default: %(default)s; the path recorded in "
+        "settings.json is where the model was trained)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tumor_model", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,12 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         "20 min per fold on 2 CPU cores for the shipped recipe); stored as cv_fine_tuned / "
         "cv_source_fine_tuned",
     )
-    p.add_argument(
-        "--cache-dir",
-        default=Settings.cache_dir,
-        help="frozen-feature cache on this machine (default: %(default)s; the path recorded in "
-        "settings.json is where the model was trained)",
-    )
+    _cache_dir_arg(p)
     p.add_argument(
         "--save", action="store_true", help="store the results in <artifacts>/metrics.json"
     )
@@ -252,12 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="retrain a trained model's recipe on the report's random split and test it",
     )
     p.add_argument("--artifacts", default="artifacts", help="reads its settings.json")
-    p.add_argument(
-        "--cache-dir",
-        default=Settings.cache_dir,
-        help="frozen-feature cache on this machine (default: %(default)s; the path recorded in "
-        "settings.json is where the model was trained)",
-    )
+    _cache_dir_arg(p)
     p.add_argument(
         "--save", action="store_true", help="store the result in <artifacts>/metrics.json"
     )
