@@ -1,0 +1,254 @@
+"""The artifacts contract: what a trained model's folder holds, stated once.
+
+The trainer writes it, the CLI, predictor, dashboard, benchmarks and tests read it, and all of
+them import the names below instead of restating them: file names, CSV columns, metrics.json
+keys, protocol names and their labels, the model card, the one `ArtifactError`, and the atomic
+writers (a killed run never leaves a half-written file or folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# ----------------------------------------------------------------------------- files
+
+MODEL, CARD, SETTINGS = "model.keras", "model_card.json", "settings.json"
+HISTORY, METRICS, PREDICTIONS = "history.csv", "metrics.json", "predictions.csv"
+SPLIT, SUMMARY, GUARD = "split.csv", "dataset_summary.json", "ood.npz"
+SAMPLES, SAMPLES_CSV = "samples", "samples/samples.csv"
+FILES = (MODEL, CARD, SETTINGS, HISTORY, METRICS, PREDICTIONS, SPLIT, SUMMARY, GUARD, SAMPLES)
+
+HISTORY_COLUMNS = [
+    "epoch",
+    "phase",
+    "loss",
+    "accuracy",
+    "auc",
+    "val_loss",
+    "val_accuracy",
+    "val_auc",
+    "lr",
+    "seconds",
+]  # one row per epoch
+COLUMNS = {
+    HISTORY: HISTORY_COLUMNS,
+    PREDICTIONS: ["path", "root", "split", "group", "label", "probability"],
+    SPLIT: ["path", "root", "sha256", "group", "label", "split"],
+    SAMPLES_CSV: ["file", "label", "class_name"],
+}
+
+WEIGHTS = "../shared/weights/mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5"
+REBUILD = f"neuroscan train --data-dir <dataset> --weights {WEIGHTS}"
+
+
+class ArtifactError(RuntimeError):
+    """An artifact is missing, incomplete or corrupt; the message names it and how to rebuild."""
+
+    def __init__(self, directory: str | Path, name: str, problem: str):
+        self.directory, self.name, self.problem = str(directory), name, problem
+        super().__init__(
+            f"Artifact {name!r} in {self.directory!r} {problem}. Rebuild the artifacts with: "
+            f"`{REBUILD}`"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.directory, self.name, self.problem))
+
+
+# ----------------------------------------------------------------------------- metrics.json
+
+TEST, TEST_GROUPS, VAL, VAL_GROUPS = "test", "test_groups", "val", "val_groups"
+RANDOM_SPLIT, SHORTCUT, PROTOCOL = "random_split", "shortcut", "protocol"
+CV_GROUPS = {
+    "duplicate": "duplicate groups kept whole",
+    "source": "duplicate groups and image sizes kept whole (a proxy for unseen sources)",
+}
+
+
+def cv_key(by: str, full: bool = False) -> str:
+    """metrics.json key of a CV: "cv", "cv_source", "cv_fine_tuned", "cv_source_fine_tuned"."""
+    if by not in CV_GROUPS:
+        raise ValueError(f"CV groups must be one of {tuple(CV_GROUPS)}, got {by!r}")
+    return {"duplicate": "cv", "source": "cv_source"}[by] + ("_fine_tuned" if full else "")
+
+
+# Every evaluation block a metrics.json may hold -> (short label, long label), in display order.
+PROTOCOLS = {
+    TEST: ("Group split", "Duplicate-group split, test files (default, honest)"),
+    TEST_GROUPS: ("Per group", "Duplicate-group split, test groups (each group once)"),
+    RANDOM_SPLIT: ("Random split", "Random split (the report's protocol, leaks duplicates)"),
+    "cv": ("Grouped CV", "Grouped cross-validation (frozen features + head)"),
+    "cv_source": (
+        "Cross-source CV",
+        "Cross-source CV: image sizes kept whole across folds (frozen features + head)",
+    ),
+    "cv_fine_tuned": (
+        "Grouped CV, fine-tuned",
+        "Grouped cross-validation of the whole recipe (head + fine-tuning per fold)",
+    ),
+    "cv_source_fine_tuned": (
+        "Cross-source CV, fine-tuned",
+        "Cross-source CV of the whole recipe (head + fine-tuning per fold)",
+    ),
+}
+TEST_SPLITS = {  # the model's own split (metrics.json "protocol") -> (short, long) test name
+    "group": PROTOCOLS[TEST],
+    "source": (
+        "Source split",
+        "Source split, test files: duplicate groups and image sizes kept whole, so every test "
+        "image has a size never seen in training",
+    ),
+    "random": ("Random split", "Random split, test files (the report's protocol, leaks copies)"),
+}
+
+
+def protocol_names(metrics: dict | None) -> dict[str, tuple[str, str]]:
+    """(short, long) label of every evaluation block in `metrics`, in display order; the test
+    block is named after the split the model was trained on."""
+    metrics = metrics or {}
+    names = dict(PROTOCOLS)
+    split = (metrics.get(PROTOCOL) or {}).get("split", "group")
+    names[TEST] = TEST_SPLITS.get(split, PROTOCOLS[TEST])
+    return {k: v for k, v in names.items() if isinstance(metrics.get(k), dict)}
+
+
+# ----------------------------------------------------------------------------- model card
+
+
+@dataclass
+class ModelCard:
+    """model_card.json: what the model needs to be used (torchxrayvision-style) and its record."""
+
+    class_names: list
+    input_size: int
+    geometry: str
+    preprocessing: str
+    threshold: float
+    temperature: float
+    backbone: str
+    last_conv: str
+    head: str
+    weights_origin: str
+    weights_sha256: str | None
+    model_sha256: str
+    data_fingerprint: str
+    data_counts: dict
+    split: str
+    seed: int
+    test_metrics: dict
+    versions: dict
+    device: dict  # backend, devices and strategy the model was trained with
+    train_seconds: float
+    trained_at: str
+    settings: dict
+    ood: dict = field(default_factory=dict)
+    name: str = "NeuroScan brain-MRI tumour classifier"
+    output: str = "sigmoid probability of class_names[1] (tumor), temperature-calibrated"
+    input: str = "RGB 0-255, (input_size, input_size, 3), made by tumor_model.imageio.prepare"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def required(cls) -> tuple[str, ...]:
+        """Fields a reader cannot do without (the others have defaults or are records)."""
+        return ("class_names", "input_size", "geometry", "threshold", "model_sha256")
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_json(obj, path: str | Path) -> None:
+    """Write JSON atomically: a temporary file renamed over the target."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
+    os.replace(tmp, path)
+
+
+def temp_dir(final: str | Path) -> Path:
+    """A fresh temporary folder beside `final`, to be swapped in by `replace_dir`."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{int(time.time() * 1000)}-{os.getpid()}")
+    tmp.mkdir()
+    return tmp
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Swap a finished temporary folder into place; the old one is removed only afterwards."""
+    final = Path(final)
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    Path(tmp).rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def update_metrics(folder: str | Path, result: dict, drop=()) -> None:
+    """Merge `result` into `folder`/metrics.json, first removing the keys in `drop`."""
+    metrics = read_json(folder, METRICS)
+    for key in drop:
+        metrics.pop(key, None)
+    metrics.update(result)
+    write_json(metrics, Path(folder) / METRICS)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_json(directory: str | Path, name: str) -> dict:
+    path = Path(directory) / name
+    if not path.is_file():
+        raise ArtifactError(directory, name, "is missing")
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ArtifactError(directory, name, f"is unreadable ({err})") from err
+    if not isinstance(value, dict):
+        raise ArtifactError(directory, name, "is not a JSON object")
+    return value
+
+
+def read_csv(directory: str | Path, name: str) -> pd.DataFrame:
+    """A CSV artifact, checked for the columns the contract names."""
+    path = Path(directory) / name
+    if not path.is_file():
+        raise ArtifactError(directory, name, "is missing")
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise ArtifactError(directory, name, f"is unreadable ({err})") from err
+    missing = [c for c in COLUMNS.get(name, []) if c not in frame.columns]
+    if missing:
+        raise ArtifactError(directory, name, f"lacks the columns {missing}")
+    return frame
+
+
+def read_card(directory: str | Path) -> dict:
+    """model_card.json, checked for the fields a reader needs."""
+    card = read_json(directory, CARD)
+    missing = [k for k in ModelCard.required() if k not in card]
+    if missing:
+        raise ArtifactError(directory, CARD, f"lacks the fields {missing}")
+    return card
