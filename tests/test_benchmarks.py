@@ -1,4 +1,4 @@
-"""Benchmark scripts that feed docs/experiments.md: they must compute what they claim."""
+"""Scripts in benchmarks/ and experiments/ that feed docs/: they must compute what they claim."""
 
 import importlib.util
 
@@ -9,8 +9,8 @@ import pytest
 from conftest import REPO
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+def _script(name: str, folder: str = "benchmarks"):
+    spec = importlib.util.spec_from_file_location(name, REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -33,7 +33,7 @@ def _predictions(folder, probability, split=None, reverse=False):
 
 
 def test_ensemble_averages_members_on_one_split(tmp_path, monkeypatch, capsys):
-    ensemble = _script("ensemble")
+    ensemble = _script("ensemble", "experiments")
     label = np.arange(40) // 2 % 2
     a = _predictions(tmp_path / "a", np.where(label == 1, 0.8, 0.4), reverse=True)
     b = _predictions(tmp_path / "b", np.where(label == 1, 0.5, 0.1))
@@ -48,7 +48,7 @@ def test_ensemble_averages_members_on_one_split(tmp_path, monkeypatch, capsys):
 
 
 def test_ensemble_refuses_folders_with_different_splits(tmp_path):
-    ensemble = _script("ensemble")
+    ensemble = _script("ensemble", "experiments")
     a = _predictions(tmp_path / "a", np.full(8, 0.5))
     b = _predictions(tmp_path / "b", np.full(8, 0.5), split=["test", "val"] * 4)
     with pytest.raises(ValueError, match="files or split differ"):
@@ -56,7 +56,7 @@ def test_ensemble_refuses_folders_with_different_splits(tmp_path):
 
 
 def test_unseen_sizes_buckets_by_shorter_side():
-    unseen = _script("unseen_sizes")
+    unseen = _script("unseen_sizes", "experiments")
     assert unseen.side_bucket("630x225") == "shorter side < 256 px"
     assert unseen.side_bucket("512x512") == ">= 512 px"
     part = pd.DataFrame({"size": ["630x225", "300x400", "512x600", "200x200"]})
@@ -82,27 +82,3 @@ def test_bench_finetune_runs_with_xla():
 def test_bench_finetune_refuses_nonsense_sizes():
     with pytest.raises(ValueError, match="layers >= 1"):
         _script("bench_finetune").measure(images=8, layers=0, size=32)
-
-
-def test_results_table_prints_each_block_with_its_folds(tmp_path, monkeypatch, capsys):
-    import json
-
-    def block(acc, **kw):
-        m = {"value": acc, "ci_low": acc - 0.01, "ci_high": acc + 0.01}
-        return {"n": 100, "metrics": {"accuracy": m}, **kw}
-
-    metrics = {
-        "test": block(0.9),
-        "cv_source_fine_tuned": block(0.8, folds=3),
-        "cv_fine_tuned_gpu": block(0.95, folds=10),
-    }
-    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
-    monkeypatch.setattr("sys.argv", ["results_table.py", str(tmp_path)])
-    _script("results_table").main()
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| NeuroScan")]
-    assert len(rows) == 3  # blocks not in metrics.json are left out
-    assert rows[0].split(" | ")[1:4] == ["100", "-", "0.9000 [0.890, 0.910]"]
-    assert rows[1].startswith("| NeuroScan, cross-source CV (whole recipe, fine-tuned per fold)")
-    assert rows[1].split(" | ")[1:4] == ["100", "3", "0.8000 [0.790, 0.810]"]
-    assert "JAX port on a GPU" in rows[2]
-    assert rows[2].split(" | ")[1:4] == ["100", "10", "0.9500 [0.940, 0.960]"]

@@ -1,6 +1,6 @@
 """Would a small ensemble of trained models beat one? Decided on validation, shown on test.
 
-    PYTHONPATH=. python benchmarks/ensemble.py artifacts /tmp/ship30 [more artifact folders ...]
+    PYTHONPATH=. python experiments/ensemble.py artifacts /tmp/ship30 [more artifact folders ...]
 
 Reads each folder's predictions.csv (calibrated P(tumour) of every file, as the shipped model
 gives it) and checks that all folders share one split (same files, same train/val/test). The

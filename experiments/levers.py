@@ -1,6 +1,6 @@
 """Measure one lever at a time with grouped K-fold CV of the frozen-feature recipe.
 
-    PYTHONPATH=. python benchmarks/levers.py \
+    PYTHONPATH=. python experiments/levers.py \
         --weights ../shared/weights/mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5
 
 Every variant reuses the feature cache, so each costs one feature extraction (~50 s on 2 cores)
@@ -18,7 +18,8 @@ import dataclasses
 import io
 import json
 
-from tumor_model import features, train
+from tumor_model import crossval, features, train
+from tumor_model.artifacts import CV_GROUPS
 from tumor_model.config import Settings
 from tumor_model.model import build_model
 
@@ -45,7 +46,7 @@ def main() -> None:
     parser.add_argument("--data-dir", action="append")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--only", nargs="*", default=list(VARIANTS))
-    parser.add_argument("--groups", choices=tuple(train.CV_GROUPS), default="duplicate")
+    parser.add_argument("--groups", choices=tuple(CV_GROUPS), default="duplicate")
     args = parser.parse_args()
     base = Settings(
         weights=args.weights,
@@ -53,14 +54,14 @@ def main() -> None:
         **({"data_dirs": tuple(args.data_dir)} if args.data_dir else {}),
     )
     table, _ = train.prepare_table(base)
-    print(f"{args.groups} groups: {len(set(train.cv_groups(table, args.groups)))}", flush=True)
+    print(f"{args.groups} groups: {len(set(crossval.cv_groups(table, args.groups)))}", flush=True)
     rows = []
     for name in args.only:
         settings = dataclasses.replace(base, **VARIANTS[name])
         _, feat_model, _ = build_model(settings)
         with contextlib.redirect_stdout(io.StringIO()):
             x = features.extract(feat_model, table, settings)
-        cv = train.cross_validate(x, table, settings, args.folds, args.groups)
+        cv = crossval.cross_validate(x, table, settings, args.folds, args.groups)
         m = cv["metrics"]
         rows.append(
             {

@@ -1,7 +1,7 @@
 """Where do a trained model's errors sit: on image sizes seen in training, or on new ones?
 
-    PYTHONPATH=. python benchmarks/unseen_sizes.py artifacts [more artifact folders ...]
-    PYTHONPATH=. python benchmarks/unseen_sizes.py --by side /tmp/src_r0.0 /tmp/src_r0.5
+    PYTHONPATH=. python experiments/unseen_sizes.py artifacts [more artifact folders ...]
+    PYTHONPATH=. python experiments/unseen_sizes.py --by side /tmp/src_r0.0 /tmp/src_r0.5
 
 Image size (width x height) is a trace of where a file came from (website, scanner, export).
 For the validation and test files of each model's own split, this prints accuracy, sensitivity

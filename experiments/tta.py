@@ -1,6 +1,6 @@
 """Does test-time augmentation help the shipped model? Decided on validation, shown on test.
 
-    PYTHONPATH=. python benchmarks/tta.py artifacts --data-dir ../shared/data/brain-tumor-dataset
+    PYTHONPATH=. python experiments/tta.py artifacts --data-dir ../shared/data/brain-tumor-dataset
 
 For the validation and test files of the shipped split, P(tumour) of each image and of its mirror
 image (left-right flip: brains are roughly symmetric, tumours are not on one side); TTA averages

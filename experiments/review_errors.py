@@ -1,6 +1,6 @@
 """Label-noise review: show the shipped model's mistakes on the test split, relabel nothing.
 
-    PYTHONPATH=. python benchmarks/review_errors.py artifacts \
+    PYTHONPATH=. python experiments/review_errors.py artifacts \
         --data-dir ../shared/data/brain-tumor-dataset --out docs/test_errors.png
 
 Reads `predictions.csv` and the decision threshold from the model card, picks the test files
