@@ -2,8 +2,8 @@
 
 Offline: the venv sees this interpreter's site-packages (TensorFlow etc. are not reinstalled),
 and the package is built with the setuptools already installed (`--no-build-isolation
---no-index`). The package files are copied to a temporary folder first, so the in-tree build
-(`build/`, `*.egg-info`) never touches the shared working tree.
+--no-index`). The working tree (less `.git`, `artifacts/`, `docs/` and caches) is copied to a
+temporary folder first, so the in-tree build (`build/`, `*.egg-info`) never touches it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import pytest
 from conftest import REPO
 
 SAMPLE = REPO / "artifacts" / "samples" / "tumor_00.png"
+SKIP = (".git", "artifacts", "docs", ".cache", ".gpu", "runs", "tmp", "build", "*.egg-info")
+SKIP += ("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache", ".ruff_cache")
 
 
 def _env() -> dict:
@@ -43,15 +45,8 @@ def _run(args, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
 def installed(tmp_path_factory) -> tuple[Path, Path]:
     """(venv, a working folder outside the repo) with neuroscan installed from a copy."""
     base = tmp_path_factory.mktemp("install")
-    source = base / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, source / name)
-    shutil.copytree(
-        REPO / "tumor_model",
-        source / "tumor_model",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
+    source = base / "source"  # the working tree, less what a build never needs
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*SKIP))
     venv = base / "venv"
     made = _run([sys.executable, "-m", "venv", "--system-site-packages", venv], cwd=base)
     assert made.returncode == 0, made.stderr
@@ -73,6 +68,20 @@ def test_the_installed_package_is_imported_not_the_repo(installed):
     where = Path(out.stdout.strip()).resolve()
     assert where.is_relative_to(venv.resolve()), where
     assert not where.is_relative_to(REPO), where
+
+
+def test_only_the_package_and_the_script_are_installed(installed):
+    """packages.find takes tumor_model and its subpackages, not tests/, benchmarks/, pages/..."""
+    venv, elsewhere = installed
+    out = _run(
+        [venv / "bin" / "python", "-m", "pip", "show", "--files", "neuroscan"], cwd=elsewhere
+    )
+    assert out.returncode == 0, out.stderr
+    files = [line.strip() for line in out.stdout.split("Files:", 1)[1].splitlines() if line]
+    tops = {Path(f).parts[0] for f in files if not f.startswith("..")}
+    assert tops == {"tumor_model", "neuroscan-0.1.0.dist-info"}, tops
+    assert "tumor_model/dashboard/__init__.py" in files
+    assert any(f.endswith("bin/neuroscan") for f in files)
 
 
 def test_neuroscan_help_lists_the_commands(installed):
