@@ -18,7 +18,7 @@ import dataclasses
 import io
 import json
 
-from tumor_model import crossval, features, train
+from tumor_model import crossval, features, split
 from tumor_model.artifacts import CV_GROUPS
 from tumor_model.config import Settings
 from tumor_model.model import build_model
@@ -53,8 +53,8 @@ def main() -> None:
         bootstrap=200,
         **({"data_dirs": tuple(args.data_dir)} if args.data_dir else {}),
     )
-    table, _ = train.prepare_table(base)
-    print(f"{args.groups} groups: {len(set(crossval.cv_groups(table, args.groups)))}", flush=True)
+    table, _ = split.prepare_table(base)
+    print(f"{args.groups} groups: {len(set(split.fold_groups(table, args.groups)))}", flush=True)
     rows = []
     for name in args.only:
         settings = dataclasses.replace(base, **VARIANTS[name])
