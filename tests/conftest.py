@@ -122,8 +122,8 @@ def tiny_settings(root: Path, out_dir: Path, **kw):
 @pytest.fixture(scope="session")
 def tiny_artifacts(tiny_dataset, tmp_path_factory) -> Path:
     """A tiny model trained end to end on the generated dataset (random MobileNetV2, 32 px)."""
-    from tumor_model import train
+    from tumor_model import pipeline
 
     root, _ = tiny_dataset
     out = tmp_path_factory.mktemp("run") / "artifacts"
-    return train.run(tiny_settings(root, out), cv_folds=3)
+    return pipeline.run(tiny_settings(root, out), cv_folds=3)

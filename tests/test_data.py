@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from tumor_model import data, split
+from tumor_model.artifacts import write_json
 from tumor_model.config import HEALTHY, TUMOR
 
 
@@ -93,7 +94,7 @@ def test_summary_contents(tiny_dataset, tmp_path):
     scanned = data.scan(data.find_images(root))
     groups = split.duplicate_groups(list(scanned.images.sha256), scanned.thumbs, 0.02)
     summary = data.summarize(scanned, groups)
-    data.write_json(summary, tmp_path / "s.json")
+    write_json(summary, tmp_path / "s.json")
     back = json.loads((tmp_path / "s.json").read_text())
     assert back["classes"]["tumor"]["count"] + back["classes"]["healthy"]["count"] == back["images"]
     assert back["unreadable"][0]["path"] == facts["corrupt"]

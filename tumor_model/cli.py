@@ -70,26 +70,27 @@ def cmd_summarize(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from . import train
+    from . import pipeline
 
     settings = _settings(args)
-    train.run(
+    pipeline.run(
         settings, cv_folds=args.cv, shortcut=args.shortcut, report_protocol=args.report_protocol
     )
     return 0
 
 
 def cmd_cv(args) -> int:
-    from . import train
+    from . import crossval
+    from .artifacts import CV_GROUPS
 
     with contextlib.redirect_stdout(sys.stderr):  # progress on stderr, the result on stdout
-        result = train.cv_artifacts(
+        result = crossval.cv_artifacts(
             args.artifacts,
             args.data_dir,
             args.folds,
             args.save,
             full=args.fine_tune,
-            by=tuple(args.by or train.CV_GROUPS),
+            by=tuple(args.by or CV_GROUPS),
             cache_dir=args.cache_dir,
         )
     summary = {
@@ -109,10 +110,10 @@ def cmd_cv(args) -> int:
 
 
 def cmd_report_protocol(args) -> int:
-    from . import train
+    from . import protocols
 
     with contextlib.redirect_stdout(sys.stderr):  # progress on stderr, the result on stdout
-        result = train.protocol_artifacts(args.artifacts, args.save, args.cache_dir)
+        result = protocols.protocol_artifacts(args.artifacts, args.save, args.cache_dir)
     summary = {k: round(result["metrics"][k]["value"], 4) for k in ("accuracy", "roc_auc")}
     summary["test_files_with_copy_in_train"] = result["test_files_with_copy_in_train"]
     print(json.dumps({**result["protocol"], **summary, "saved": args.save}, indent=2))
@@ -311,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .predict import ArtifactError
+    from .artifacts import ArtifactError
 
     args = build_parser().parse_args(argv)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 from collections import Counter
@@ -244,13 +243,3 @@ def _metadata_check(root: str, df: pd.DataFrame) -> dict | None:
         "matched": int(len(both)),
         "format_disagreements": int((both.format != both.format_meta).sum()),
     }
-
-
-def write_json(obj, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2, default=_json_default))
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -82,3 +82,11 @@ def _write(path: Path, table: dict) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
     np.savez(tmp, sha256=np.array(list(table)), features=np.stack(list(table.values())))
     os.replace(tmp, path)
+
+
+def extract_for(settings: Settings, table: pd.DataFrame) -> np.ndarray:
+    """Frozen-base features of `table`'s rows with the backbone `settings` name (cached)."""
+    from .model import build_model
+
+    _, feat_model, _ = build_model(settings)
+    return extract(feat_model, table, settings)

@@ -11,6 +11,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from . import data
+from .artifacts import CV_GROUPS
+from .config import Settings
+from .progress import log
+
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -141,3 +146,46 @@ def check_no_leak(split_frame: pd.DataFrame) -> None:
         raise ValueError(
             f"{len(leaking)} duplicate groups span splits, e.g. group {leaking.index[0]}"
         )
+
+
+def fold_groups(table: pd.DataFrame, by: str) -> np.ndarray:
+    """Groups kept whole by a split or CV: duplicate groups, or for "source" duplicate groups
+    merged with image size (width x height), so no image size is on two sides: cross-source
+    rather than cross-slice."""
+    if by not in CV_GROUPS:
+        raise ValueError(f"CV groups must be one of {tuple(CV_GROUPS)}, got {by!r}")
+    if by == "duplicate":
+        return table.group.to_numpy()
+    dims = table.width.astype(str) + "x" + table.height.astype(str)
+    return merge_groups(table.group, dims)
+
+
+def prepare_table(settings: Settings) -> tuple[pd.DataFrame, dict]:
+    """Scan the roots, group duplicates, split as `settings` say: (table, dataset summary)."""
+    files = data.find_all(settings.data_dirs)
+    log(f"scanning {len(files)} files under {list(settings.data_dirs)}")
+    scanned = data.scan(files, settings.dup_thumb)
+    for bad in scanned.unreadable:
+        log(f"skipped unreadable file: {bad['error']}")
+    groups = duplicate_groups(list(scanned.images.sha256), scanned.thumbs, settings.dup_threshold)
+    table = scanned.images.assign(group=groups)
+    if settings.split in ("group", "source"):
+        keep = fold_groups(table, "duplicate" if settings.split == "group" else "source")
+        table["split"] = group_split(
+            table.label, keep, settings.val_fraction, settings.test_fraction, settings.seed
+        )
+        check_no_leak(table)
+    else:
+        table["split"] = random_split(len(table), settings.seed)
+    empty = [name for name in SPLIT_NAMES if not (table.split == name).any()]
+    if empty:
+        sizes = table.groupby(["width", "height"]).ngroups
+        raise ValueError(
+            f"the {settings.split} split left {empty} empty: {len(table)} images, "
+            f"{table.group.nunique()} duplicate groups, {sizes} image sizes; add images "
+            f"(a source split needs many image sizes) or use another split"
+        )
+    summary = data.summarize(scanned, groups)
+    counts = table.groupby(["split", "label"]).size().unstack(fill_value=0)
+    log(f"{table.group.nunique()} duplicate groups; split ({settings.split}):\n{counts}")
+    return table, summary

@@ -1,0 +1,159 @@
+"""Cross-validation of a recipe: duplicate-grouped and cross-source, of the frozen-feature stage
+(a head per fold on cached features: seconds) or of the whole recipe (`train.fit` per fold).
+
+Every fold holds its test part out; its validation part (early stopping, temperature,
+threshold) is the first of 9 inner grouped folds of the rest, so nothing is chosen on test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from . import evaluate, features, split, train
+from .artifacts import CV_GROUPS, SETTINGS, cv_key, update_metrics
+from .config import Settings
+from .model import make_head
+from .progress import log
+
+INNER_FOLDS = 9
+
+
+def cv_splits(y, groups, folds: int, seed: int):
+    """(k, train_idx, val_idx, test_idx) per outer fold."""
+    for k, (rest, test) in enumerate(split.grouped_folds(y, groups, folds, seed)):
+        inner = split.grouped_folds(y[rest], groups[rest], INNER_FOLDS, seed + k)[0]
+        yield k, rest[inner[0]], rest[inner[1]], test
+
+
+def enough_groups(groups, folds: int) -> bool:
+    """One group per outer fold plus one per inner validation fold."""
+    return len(set(np.asarray(groups).tolist())) >= folds + INNER_FOLDS
+
+
+def _mask(idx, n) -> np.ndarray:
+    m = np.zeros(n, bool)
+    m[idx] = True
+    return m
+
+
+def _frozen_fold(x, table, tr, va, test, settings) -> tuple[np.ndarray, float]:
+    """Head on cached features: (calibrated test probabilities, threshold)."""
+    y = table.label.to_numpy()
+    head = make_head(settings, x.shape[1])
+    train.train_head(head, x, y, _mask(tr, len(y)), _mask(va, len(y)), settings, verbose=0)
+    raw_val = head.predict(x[va], verbose=0).ravel()
+    temperature, thr = evaluate.decide(y[va], raw_val, settings.calibrate, settings.threshold)
+    return evaluate.apply_temperature(head.predict(x[test], verbose=0).ravel(), temperature), thr
+
+
+def _full_fold(x, table, tr, va, test, settings) -> tuple[np.ndarray, float]:
+    """The whole recipe (head, then fine-tuning on augmented pixels) as `train.fit` runs it."""
+    parts = np.full(len(table), "test", dtype=object)
+    parts[tr], parts[va] = "train", "val"
+    model, _, _, _, thr = train.fit(settings, table.assign(split=parts), x)
+    return train.predict_pixels(model, table.iloc[test], settings), thr
+
+
+def cross_validate(x, table, settings, folds: int, by: str = "duplicate", full=False) -> dict:
+    """Grouped, stratified K-fold CV on all images: of the frozen-feature recipe, or with
+    full=True of the whole recipe, fine-tuning included (a training run per fold)."""
+    y, groups = table.label.to_numpy(), split.fold_groups(table, by)
+    if not enough_groups(groups, folds):
+        raise ValueError(
+            f"{by}-grouped {folds}-fold CV needs at least {folds + INNER_FOLDS} groups (each "
+            f"fold holds one out, then {INNER_FOLDS} inner folds pick the validation part); "
+            f"got {len(set(groups))}"
+        )
+    if full and not settings.fine_tune_layers:
+        raise ValueError("this recipe does not fine-tune: its frozen-stage CV is the full one")
+    one_fold = _full_fold if full else _frozen_fold
+    probs, thresholds, fold_of = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), int)
+    fold_acc = []
+    for k, tr, va, test in cv_splits(y, groups, folds, settings.seed):
+        if full:
+            keras.utils.set_random_seed(settings.seed + k)
+        probs[test], thr = one_fold(x, table, tr, va, test, settings)
+        thresholds[test], fold_of[test] = thr, k
+        fold_acc.append(float(np.mean((probs[test] >= thr) == y[test])))
+        recipe = ", full recipe" if full else ""
+        log(f"CV ({by}{recipe}) fold {k + 1}/{folds}: accuracy {fold_acc[-1]:.4f}")
+    result = evaluate.report(y, probs, thresholds, settings.bootstrap, settings.seed)
+    result.update(
+        folds=folds,
+        fold_accuracy=fold_acc,
+        fold_size=np.bincount(fold_of, minlength=folds).tolist(),
+        groups=f"{by}: {CV_GROUPS[by]}",
+        recipe=(
+            f"full recipe: head + fine-tuning of the top {settings.fine_tune_layers} layers"
+            if full
+            else "frozen features + head"
+        ),
+        backend=keras.backend.backend(),
+    )
+    return result
+
+
+def cv_metrics(x, table, settings, folds: int, full: bool = False, by=tuple(CV_GROUPS)) -> dict:
+    """{cv_key(by): CV} for each grouping in `by`. Cross-source CV is left out (and logged)
+    when the data has too few distinct image sizes."""
+    out = {}
+    for one in by:
+        if one == "source" and not enough_groups(split.fold_groups(table, "source"), folds):
+            log(f"cross-source CV skipped: too few distinct image sizes for {folds} folds")
+            continue
+        out[cv_key(one, full)] = cross_validate(x, table, settings, folds, one, full)
+    return out
+
+
+def recorded_settings(folder, cache_dir: str | None = None) -> Settings:
+    """The settings a model in `folder` was trained with, to rerun its recipe here. Its
+    settings.json records the cache folder of the machine that trained it (a /tmp path for the
+    shipped model); `cache_dir` replaces it, so a rerun uses this machine's cache."""
+    settings = Settings.from_json(Path(folder) / SETTINGS)
+    if cache_dir is None:
+        return settings
+    if not isinstance(cache_dir, str | Path) or not str(cache_dir):
+        raise ValueError(f"cache_dir must be a folder path, got {cache_dir!r}")
+    return dataclasses.replace(settings, cache_dir=str(cache_dir))
+
+
+def recipe_features(settings: Settings) -> tuple[pd.DataFrame, np.ndarray]:
+    """(split table, frozen-base features) of a recipe's data, as `pipeline.run` starts."""
+    table, _ = split.prepare_table(settings)
+    return table, features.extract_for(settings, table)
+
+
+def cv_artifacts(
+    folder,
+    data_dirs=None,
+    folds: int = 10,
+    save: bool = False,
+    full=False,
+    by=tuple(CV_GROUPS),
+    cache_dir: str | None = None,
+) -> dict:
+    """The CVs (`by`) of the recipe in `folder`/settings.json, of its frozen-feature stage or
+    with full=True of the whole recipe, on its data or on `data_dirs`, with features cached in
+    `cache_dir` (default: the recorded one). With save=True they replace their keys in
+    `folder`/metrics.json."""
+    folder = Path(folder)
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds!r}")
+    unknown = [one for one in by if one not in CV_GROUPS]
+    if unknown or not by:
+        raise ValueError(f"CV groupings must be among {tuple(CV_GROUPS)}, got {list(by)!r}")
+    settings = recorded_settings(folder, cache_dir)
+    if data_dirs:
+        settings = dataclasses.replace(settings, data_dirs=tuple(data_dirs))
+    if full and not settings.fine_tune_layers:
+        raise ValueError(f"{folder} holds a recipe without fine-tuning: its frozen-stage CV is it")
+    table, x = recipe_features(settings)
+    result = cv_metrics(x, table, settings, folds, full, by)
+    if save:  # a skipped cross-source CV must not leave an old one
+        update_metrics(folder, result, drop=[cv_key(one, full) for one in by])
+    return result
