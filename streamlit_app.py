@@ -8,7 +8,8 @@ import os
 
 import streamlit as st
 
-from tumor_model import dashboard as dash
+from tumor_model import artifacts
+from tumor_model.dashboard import places, tables
 
 st.set_page_config(page_title="NeuroScan", layout="wide")
 
@@ -19,21 +20,12 @@ PAGES = [
     st.Page("pages/evaluation.py", title="Evaluation", icon=":material/fact_check:"),
     st.Page("pages/predict.py", title="Predict", icon=":material/neurology:"),
 ]
-read = st.cache_data(dash.read_artifact, show_spinner=False)
-
-
-def load(name: str):
-    """An artifact, or None (the pages show the full error; the sidebar only notes it)."""
-    art = dash.artifacts_dir()
-    try:
-        return read(str(art), name, dash.stamp(art, name))
-    except dash.ArtifactError:
-        return None
 
 
 def model_panel() -> None:
-    st.sidebar.subheader("Model in use")
-    card, metrics = load("model_card.json"), load("metrics.json")
+    st.sidebar.subheader("Model in use")  # the pages show the full errors; the sidebar notes them
+    card = places.load(artifacts.CARD, quiet=True)
+    metrics = places.load(artifacts.METRICS, quiet=True)
     if card is None:
         st.sidebar.error("No readable model_card.json: open a page for how to rebuild it.")
         return
@@ -41,23 +33,23 @@ def model_panel() -> None:
         f"**{card.get('backbone', '?')}**, {card.get('input_size', '?')} px, "
         f"threshold {card.get('threshold', float('nan')):.3f}"
     )
-    st.sidebar.caption(f"Trained {dash.trained_when(card)}")
-    acc = dash.headline(card, metrics)
+    st.sidebar.caption(f"Trained {tables.trained_when(card)}")
+    acc = tables.headline(card, metrics)
     if acc is not None:
-        st.sidebar.metric("Test accuracy (group split)", dash.fmt_value("accuracy", acc["value"]))
-        st.sidebar.caption(dash.ci_text("accuracy", acc))
+        st.sidebar.metric("Test accuracy (group split)", tables.fmt_value("accuracy", acc["value"]))
+        st.sidebar.caption(tables.ci_text("accuracy", acc))
 
 
 def data_panel() -> None:
     st.sidebar.subheader("Dataset")
     typed = st.sidebar.text_input(
         "Dataset folder",
-        value=os.environ.get(dash.DATA_ENV, ""),
+        value=os.environ.get(places.DATA_ENV, ""),
         key="data_dir",
         placeholder="../shared/data/brain-tumor-dataset",
-        help=f"Image root the model was trained on (or ${dash.DATA_ENV}).",
+        help=f"Image root the model was trained on (or ${places.DATA_ENV}).",
     )
-    root = dash.data_dir(typed)
+    root = places.data_dir(typed)
     st.session_state["data_root"] = str(root) if root else None
     if root:
         st.sidebar.caption(f"Reading images from `{root}`")
@@ -69,8 +61,8 @@ page = st.navigation(PAGES)
 st.sidebar.warning("Research tool — not for diagnosis", icon=":material/warning:")
 model_panel()
 data_panel()
-st.sidebar.caption(f"Artifacts: `{dash.artifacts_dir()}`")
+st.sidebar.caption(f"Artifacts: `{places.artifacts_dir()}`")
 try:
     page.run()
 finally:  # also after st.stop() / st.rerun(), which raise
-    dash.release_memory()
+    places.release_memory()

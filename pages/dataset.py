@@ -2,22 +2,14 @@
 
 import streamlit as st
 
-from tumor_model import dashboard as dash
+from tumor_model import artifacts
+from tumor_model.config import CLASS_NAMES
+from tumor_model.dashboard import dataset, figures, places
 
-dash.through_main_script()
-ART = dash.artifacts_dir()
+ART = places.page()
 GRID, COLUMNS = 16, 8
-read = st.cache_data(dash.read_artifact, show_spinner=False)
-preview = st.cache_data(dash.load_preview, show_spinner=False, max_entries=512)
-split_images = st.cache_data(dash.split_images, show_spinner=False, max_entries=4)
-
-
-def load(name: str):
-    try:
-        return read(str(ART), name, dash.stamp(ART, name))
-    except dash.ArtifactError as err:
-        st.error(str(err), icon=":material/error:")
-        return None
+preview = st.cache_data(places.load_preview, show_spinner=False, max_entries=512)
+split_images = st.cache_data(dataset.split_images, show_spinner=False, max_entries=4)
 
 
 def show_images(frame, columns: int = COLUMNS, side: int = 192) -> None:
@@ -33,8 +25,8 @@ def show_images(frame, columns: int = COLUMNS, side: int = 192) -> None:
 
 def balance(split) -> None:
     st.header("Class balance")
-    counts = dash.class_counts(split)
-    st.plotly_chart(dash.class_balance_figure(counts), key="dataset_balance")
+    counts = dataset.class_counts(split)
+    st.plotly_chart(figures.class_balance_figure(counts), key="dataset_balance")
     table = counts.pivot(index="split", columns="class", values="count").loc[counts.split.unique()]
     st.dataframe(table, key="dataset_counts")
 
@@ -49,7 +41,7 @@ def sample_grid(split, samples, root) -> None:
         frame = split_images(split, root)
         st.caption(f"Random images from the dataset at `{root}`.")
     elif samples is not None:
-        frame = dash.sample_images(samples, ART)
+        frame = dataset.sample_images(samples, ART)
         st.caption(
             "Shipped thumbnails (artifacts/samples/): set the dataset folder in the "
             "sidebar to sample the whole dataset."
@@ -57,11 +49,11 @@ def sample_grid(split, samples, root) -> None:
     else:
         return
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    choice = left.radio("Class", ["all", *dash.CLASS_NAMES], horizontal=True, key="dataset_class")
+    choice = left.radio("Class", ["all", *CLASS_NAMES], horizontal=True, key="dataset_class")
     right.button(
         "Reshuffle", key="dataset_reshuffle", on_click=reshuffle, icon=":material/shuffle:"
     )
-    rows = dash.sample_rows(frame, GRID, st.session_state.get("dataset_seed", 0), choice)
+    rows = dataset.sample_rows(frame, GRID, st.session_state.get("dataset_seed", 0), choice)
     show_images(rows)
 
 
@@ -73,12 +65,12 @@ def distributions(summary) -> None:
         "looking at anatomy. The Overview's shortcut check measures how much accuracy "
         "depends on such cues."
     )
-    st.plotly_chart(dash.size_figure(summary), key="dataset_sizes")
+    st.plotly_chart(figures.size_figure(summary), key="dataset_sizes")
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(dash.category_figure(summary, "formats"), key="dataset_formats")
+        st.plotly_chart(figures.category_figure(summary, "formats"), key="dataset_formats")
     with right:
-        st.plotly_chart(dash.category_figure(summary, "modes"), key="dataset_modes")
+        st.plotly_chart(figures.category_figure(summary, "modes"), key="dataset_modes")
     bad = summary.get("unreadable") or []
     st.caption(
         f"{summary.get('images', '?')} readable images; {len(bad)} unreadable files skipped."
@@ -92,16 +84,16 @@ def duplicates(summary, root) -> None:
         "thumbnails. Both are grouped, and the default split keeps each group in one "
         "split. Cross-class groups hold the same picture under both labels."
     )
-    numbers = list(dash.duplicate_numbers(summary).items())
+    numbers = list(dataset.duplicate_numbers(summary).items())
     for start in range(0, len(numbers), 4):
         for col, (label, value) in zip(st.columns(4), numbers[start : start + 4], strict=False):
             col.metric(label, value)
-    examples = dash.duplicate_examples(summary)
+    examples = dataset.duplicate_examples(summary)
     if not examples:
         return
     st.subheader("Example groups")
     for i, group in enumerate(examples, start=1):
-        frame = dash.group_images(group, root)
+        frame = dataset.group_images(group, root)
         shown = min(len(group), 4) if root else len(group)
         st.markdown(f"**Group {i}**: {shown} of the {len(group)} files listed in the audit")
         if root:
@@ -111,9 +103,9 @@ def duplicates(summary, root) -> None:
 
 
 st.title("Dataset")
-root = dash.session_data_dir(st.session_state)
-split, summary = load("split.csv"), load("dataset_summary.json")
-samples = None if root else load("samples/samples.csv")
+root = places.session_data_dir(st.session_state)
+split, summary = places.load(artifacts.SPLIT), places.load(artifacts.SUMMARY)
+samples = None if root else places.load(artifacts.SAMPLES_CSV)
 if split is not None:
     balance(split)
 sample_grid(split, samples, root)

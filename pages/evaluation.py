@@ -1,36 +1,23 @@
 """Evaluation on the test split: confusion matrix, metrics with CIs, curves and a live threshold."""
 
+from pathlib import Path
+
 import streamlit as st
 
-from tumor_model import dashboard as dash
+from tumor_model import artifacts, evaluate
+from tumor_model.config import CLASS_NAMES
+from tumor_model.dashboard import figures, places, tables
 
-dash.through_main_script()
-ART = dash.artifacts_dir()
-read = st.cache_data(dash.read_artifact, show_spinner=False)
-preview = st.cache_data(dash.load_preview, show_spinner=False, max_entries=512)
-threshold_metrics = st.cache_data(dash.threshold_metrics, show_spinner=False, max_entries=256)
-level = st.cache_data(dash.level, show_spinner=False, max_entries=8)
+places.page()
+preview = st.cache_data(places.load_preview, show_spinner=False, max_entries=512)
+threshold_metrics = st.cache_data(tables.threshold_metrics, show_spinner=False, max_entries=256)
+level = st.cache_data(tables.level, show_spinner=False, max_entries=8)
 CELLS = [
     ("tp", "True positives (TP)"),
     ("fn", "False negatives (FN)"),
     ("tn", "True negatives (TN)"),
     ("fp", "False positives (FP)"),
 ]
-
-
-def load(name: str):
-    try:
-        return read(str(ART), name, dash.stamp(ART, name))
-    except dash.ArtifactError as err:
-        st.error(str(err), icon=":material/error:")
-        return None
-
-
-def default_threshold(card, metrics) -> float:
-    for source in (card or {}, (metrics or {}).get("test") or {}):
-        if isinstance(source.get("threshold"), (int, float)):
-            return float(source["threshold"])
-    return 0.5
 
 
 def controls(default: float) -> tuple[float, bool]:
@@ -55,20 +42,20 @@ def controls(default: float) -> tuple[float, bool]:
 
 
 def confusion_section(frame, threshold: float) -> None:
-    conf = dash.confusion(frame, threshold)
+    conf = evaluate.confusion(frame.label, frame.probability, threshold)
     st.subheader("Confusion matrix")
     cols = st.columns(5)
     for col, (cell, label) in zip(cols, CELLS, strict=False):
         col.metric(label, conf[cell])
     cols[4].metric("Evaluated", len(frame))
-    st.plotly_chart(dash.confusion_figure(conf), key="eval_confusion")
+    st.plotly_chart(figures.confusion_figure(conf), key="eval_confusion")
 
 
 def metrics_section(frame, block, threshold: float) -> dict:
     st.subheader("Metrics (95% bootstrap confidence intervals)")
-    items = {**threshold_metrics(frame, threshold), **dash.score_items(block, frame)}
+    items = {**threshold_metrics(frame, threshold), **tables.score_items(block, frame)}
     st.dataframe(
-        dash.metrics_frame(items),
+        tables.metrics_frame(items),
         hide_index=True,
         key="eval_metrics",
         column_config={
@@ -85,9 +72,11 @@ def metrics_section(frame, block, threshold: float) -> dict:
 def curves_section(frame, items: dict, threshold: float) -> None:
     auc, ap = (items.get(k, {}).get("value") for k in ("roc_auc", "pr_auc"))
     roc, pr, cal = st.columns(3)
-    roc.plotly_chart(dash.roc_figure(frame, threshold, auc), key="eval_roc")
-    pr.plotly_chart(dash.pr_figure(frame, threshold, ap), key="eval_pr")
-    cal.plotly_chart(dash.calibration_figure(dash.calibration_table(frame)), key="eval_calibration")
+    roc.plotly_chart(figures.roc_figure(frame, threshold, auc), key="eval_roc")
+    pr.plotly_chart(figures.pr_figure(frame, threshold, ap), key="eval_pr")
+    cal.plotly_chart(
+        figures.calibration_figure(tables.calibration_table(frame)), key="eval_calibration"
+    )
     st.caption(
         "Crosses: the current threshold. Reliability: marker size = images in the bin; "
         "points above the diagonal mean the model under-estimates P(tumour)."
@@ -99,12 +88,12 @@ def gallery(test, threshold: float, root) -> None:
     if not root:
         st.caption("Set the dataset folder in the sidebar to see the images.")
         return
-    for title, rows in dash.gallery_rows(test, threshold).items():
+    for title, rows in tables.gallery_rows(test, threshold).items():
         st.markdown(f"**{title.capitalize()}** ({len(rows)})")
         cols = st.columns(8)
         for i, row in enumerate(rows.itertuples(index=False)):
-            caption = f"{dash.CLASS_NAMES[row.label]}, p={row.probability:.3f}"
-            pixels, problem = preview(str(dash.image_path(root, row.path)), 192)
+            caption = f"{CLASS_NAMES[row.label]}, p={row.probability:.3f}"
+            pixels, problem = preview(str(Path(root) / row.path), 192)
             with cols[i % 8]:
                 if pixels is None:
                     st.caption(f"{caption}: cannot load ({problem})")
@@ -113,16 +102,20 @@ def gallery(test, threshold: float, root) -> None:
 
 
 st.title("Evaluation")
-card, metrics, predictions = load("model_card.json"), load("metrics.json"), load("predictions.csv")
+card, metrics, predictions = (
+    places.load(artifacts.CARD),
+    places.load(artifacts.METRICS),
+    places.load(artifacts.PREDICTIONS),
+)
 if predictions is None:
     st.stop()
-test = dash.test_rows(predictions)
+test = tables.test_rows(predictions)
 if test.empty:
     st.warning("predictions.csv has no rows with split == 'test'.")
     st.stop()
-threshold, groups = controls(default_threshold(card, metrics))
+threshold, groups = controls(tables.default_threshold(card, metrics))
 frame = level(test, groups)
-block = (metrics or {}).get("test_groups" if groups else "test")
+block = (metrics or {}).get(artifacts.TEST_GROUPS if groups else artifacts.TEST)
 st.caption(
     f"Test split: {len(test)} files in {test.group.nunique()} duplicate groups; showing "
     f"{'group' if groups else 'file'} level at threshold {threshold:.3f}."
@@ -130,4 +123,4 @@ st.caption(
 confusion_section(frame, threshold)
 items = metrics_section(frame, block, threshold)
 curves_section(frame, items, threshold)
-gallery(test, threshold, dash.session_data_dir(st.session_state))
+gallery(test, threshold, places.session_data_dir(st.session_state))

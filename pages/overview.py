@@ -2,20 +2,10 @@
 
 import streamlit as st
 
-from tumor_model import dashboard as dash
+from tumor_model import artifacts
+from tumor_model.dashboard import figures, places, tables
 
-dash.through_main_script()
-ART = dash.artifacts_dir()
-read = st.cache_data(dash.read_artifact, show_spinner=False)
-
-
-def load(name: str):
-    try:
-        return read(str(ART), name, dash.stamp(ART, name))
-    except dash.ArtifactError as err:
-        st.error(str(err), icon=":material/error:")
-        return None
-
+places.page()
 
 GEOMETRY = {
     "crop-pad": "cropped to the head and padded to a square",
@@ -37,8 +27,8 @@ def model_section(card: dict) -> None:
         f"{geometry} and resized to {card.get('input_size', '?')} px. The decision threshold and a "
         "temperature (calibration) were chosen on the validation split only."
     )
-    st.table(dash.model_facts(card), hide_index=True, hide_header=True, border="horizontal")
-    counts = dash.data_counts(card)
+    st.table(tables.model_facts(card), hide_index=True, hide_header=True, border="horizontal")
+    counts = tables.data_counts(card)
     if not counts.empty:
         st.markdown("**Training data**: images per split and class")
         table = counts.pivot(index="split", columns="class", values="count")
@@ -61,40 +51,33 @@ def evaluation_text() -> None:
         "on sources it never saw: closer to what to expect on another hospital's scans.\n"
         "- **Fine-tuned CV.** The same folds, but each fold runs the whole recipe (head, then "
         "fine-tuning) as the shipped model was trained: slow, so often fewer folds (the table's "
-        "*folds* column).\n"
-        "- **GPU port.** The fine-tuned CV run by `benchmarks/gpu_cv.py`, a JAX copy of the "
-        "training recipe, on a GPU: the same folds and weights, the images sent as JPEG; on "
-        "the same 3 folds it agrees with the TensorFlow run to within 1.2 points.\n\n"
+        "*folds* column).\n\n"
         "All intervals are 95% percentile-bootstrap confidence intervals."
     )
 
 
 def headline_section(metrics: dict) -> None:
     st.header("Headline metrics")
-    names = dash.protocol_names(metrics)
-    present = [k for k in names if dash.metric_items(metrics.get(k))]
+    present = tables.reported_protocols(metrics)
     if not present:
         st.warning("metrics.json holds no metric blocks (test, random_split, cv, cv_source).")
         return
-    for col, key in zip(_grid(len(present)), present, strict=True):
-        items = dash.metric_items(metrics[key])
+    for col, (key, (short, _)) in zip(_grid(len(present)), present.items(), strict=True):
+        items = tables.metric_items(metrics[key])
         with col:
-            st.subheader(names[key][0])
+            st.subheader(short)
             for name in ("accuracy", "roc_auc"):
                 if name in items:
-                    label = f"{names[key][0]}: {dash.LABELS[name]}"
-                    st.metric(label, dash.fmt_value(name, items[name]["value"]))
-                    st.caption(dash.ci_text(name, items[name]))
-    missing = [short for k, (short, _) in names.items() if k not in present]
+                    label = f"{short}: {tables.LABELS[name]}"
+                    st.metric(label, tables.fmt_value(name, items[name]["value"]))
+                    st.caption(tables.ci_text(name, items[name]))
+    missing = tables.absent_protocols(metrics)
     if missing:
         st.caption(f"Not in metrics.json: {', '.join(missing)}.")
-    st.dataframe(dash.protocol_table(metrics), hide_index=True, key="overview_protocols")
-    st.caption(
-        f"Cells: value (95% CI). {names['test'][0]} = {names['test'][1]}; "
-        f"per group = {names['test_groups'][1]}."
-    )
+    st.dataframe(tables.protocol_table(metrics), hide_index=True, key="overview_protocols")
+    st.caption(tables.protocol_caption(metrics))
     folds_section(metrics)
-    shortcut_section(metrics.get("shortcut"))
+    shortcut_section(metrics.get(artifacts.SHORTCUT))
 
 
 def _grid(n: int, per_row: int = 4) -> list:
@@ -103,11 +86,11 @@ def _grid(n: int, per_row: int = 4) -> list:
 
 
 def folds_section(metrics: dict) -> None:
-    folds = dash.fold_table(metrics)
+    folds = tables.fold_table(metrics)
     if folds.empty:
         return
     st.subheader("Cross-validation folds")
-    st.plotly_chart(dash.fold_figure(folds), key="overview_folds")
+    st.plotly_chart(figures.fold_figure(folds), key="overview_folds")
     st.caption(
         "Each point is one fold's accuracy at the threshold chosen on that fold's own "
         "validation part; the spread shows how much one held-out split can differ from another."
@@ -121,15 +104,17 @@ def shortcut_section(block) -> None:
     st.caption("Protocol: " + block.get("protocol", "test images re-encoded without format cues"))
     if "accuracy_original" in block:
         a, b = st.columns(2)
-        a.metric("Accuracy as stored", dash.fmt_value("accuracy", block["accuracy_original"]))
+        a.metric("Accuracy as stored", tables.fmt_value("accuracy", block["accuracy_original"]))
         b.metric(
             "Accuracy re-encoded",
-            dash.fmt_value("accuracy", block["accuracy_reencoded"]),
+            tables.fmt_value("accuracy", block["accuracy_reencoded"]),
             delta=f"{-100 * block.get('drop', 0):.1f} points",
         )
     else:
         st.dataframe(
-            dash.metrics_frame(dash.metric_items(block)), hide_index=True, key="overview_shortcut"
+            tables.metrics_frame(tables.metric_items(block)),
+            hide_index=True,
+            key="overview_shortcut",
         )
 
 
@@ -159,7 +144,7 @@ st.title("NeuroScan: brain-MRI tumour detection")
 st.caption(
     "Research tool — not for diagnosis. Every number below comes from the shipped artifacts."
 )
-card, metrics = load("model_card.json"), load("metrics.json")
+card, metrics = places.load(artifacts.CARD), places.load(artifacts.METRICS)
 if card is not None:
     model_section(card)
 evaluation_text()

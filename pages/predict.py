@@ -14,19 +14,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from tumor_model import dashboard as dash
-from tumor_model import dicom
+from tumor_model import artifacts, dicom
 from tumor_model import explain as ex
+from tumor_model.artifacts import ArtifactError
+from tumor_model.dashboard import places, tables
+from tumor_model.dashboard.tables import SHOWN
 from tumor_model.imageio import ImageLoadError
-from tumor_model.predict import ArtifactError, Predictor, load_scan
+from tumor_model.predict import Predictor, load_scan
 
-ART = dash.artifacts_dir()
+ART = places.page()
 CHUNK = 16  # scans per model call (one progress-bar step)
 CACHE_SIZE = 256  # results / heat maps kept per session
-SHOWN = {"tumor": "tumour", "healthy": "no tumour"}
-dash.through_main_script()
-
-read = st.cache_data(dash.read_artifact, show_spinner=False)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
@@ -80,7 +78,7 @@ def gather_inputs(samples: pd.DataFrame | None) -> list[dict]:
         return [{"name": u.name, "data": u.getvalue()} for u in uploads]
     if choice:
         try:
-            return [{"name": choice, "data": (ART / "samples" / choice).read_bytes()}]
+            return [{"name": choice, "data": (ART / artifacts.SAMPLES / choice).read_bytes()}]
         except OSError as err:
             st.error(f"Cannot read the sample {choice!r}: {err.strerror or err}")
     return []
@@ -134,29 +132,8 @@ def predict_all(predictor: Predictor, items: list[dict], stamp: float) -> None:
         bar.progress(1.0, text=f"Predicted {len(todo)} scans in {seconds:.1f} s")
 
 
-def results_frame(items: list[dict]) -> pd.DataFrame:
-    rows = []
-    for item in items:
-        res = item.get("result")
-        if res is None:
-            rows.append({"file": item["name"], "error": item.get("error", "not predicted")})
-        else:
-            rows.append({**res, "label": SHOWN.get(res["label"], res["label"]), "error": ""})
-    cols = [
-        "file",
-        "probability",
-        "label",
-        "band",
-        "out_of_distribution",
-        "ood_score",
-        "threshold",
-        "error",
-    ]
-    return pd.DataFrame(rows).reindex(columns=cols)
-
-
 def batch_section(items: list[dict]) -> None:
-    table = results_frame(items)
+    table = tables.results_frame(items)
     ok = int(table.error.eq("").sum())
     st.subheader(f"Results: {ok} predicted, {len(table) - ok} could not be read")
     st.dataframe(
@@ -301,19 +278,14 @@ def detail_section(predictor: Predictor, items: list[dict], stamp: float) -> Non
 st.title("Predict")
 st.caption("Research tool — not for diagnosis. Predictions and maps must be reviewed by an expert.")
 
-stamp = dash.stamp(ART, "model.keras")
+stamp = places.stamp(ART, artifacts.MODEL)
 try:
     predictor = get_predictor(str(ART), stamp)
 except ArtifactError as err:
     st.error(str(err), icon=":material/error:")
     st.stop()
 
-try:
-    samples = read(str(ART), "samples/samples.csv", dash.stamp(ART, "samples/samples.csv"))
-except dash.ArtifactError:
-    samples = None
-
-items = gather_inputs(samples)
+items = gather_inputs(places.load(artifacts.SAMPLES_CSV, quiet=True))
 if not items:
     st.info("Upload one or more scans, or pick a shipped sample, to get a prediction.")
     st.stop()

@@ -2,32 +2,23 @@
 
 import streamlit as st
 
-from tumor_model import dashboard as dash
+from tumor_model import artifacts
+from tumor_model.dashboard import figures, places, tables
 
-dash.through_main_script()
-ART = dash.artifacts_dir()
-read = st.cache_data(dash.read_artifact, show_spinner=False)
-
-
-def load(name: str):
-    try:
-        return read(str(ART), name, dash.stamp(ART, name))
-    except dash.ArtifactError as err:
-        st.error(str(err), icon=":material/error:")
-        return None
+places.page()
 
 
 @st.cache_data(show_spinner=False)
 def figure(history):
-    return dash.history_figure(history)
+    return figures.history_figure(history)
 
 
 def chosen(history) -> None:
-    best = dash.chosen_epoch(history)
+    best = tables.chosen_epoch(history)
     st.subheader(f"Chosen epoch: {best.phase} epoch {int(best.epoch)} (lowest validation loss)")
     cols = st.columns(4)
     cols[0].metric("Validation loss", f"{best.val_loss:.4f}")
-    cols[1].metric("Validation accuracy", dash.fmt_value("accuracy", best.val_accuracy))
+    cols[1].metric("Validation accuracy", tables.fmt_value("accuracy", best.val_accuracy))
     cols[2].metric("Validation AUC", f"{best.val_auc:.3f}")
     cols[3].metric("Epochs trained", len(history))
 
@@ -38,12 +29,12 @@ st.caption(
     "fine-tunes the top backbone layers. Solid: train, dashed: validation; the star marks "
     "the epoch with the lowest validation loss; grey dashes separate the phases."
 )
-history = load("history.csv")
+history = places.load(artifacts.HISTORY)
 if history is not None and len(history):
     chosen(history)
     st.plotly_chart(figure(history), key="training_curves")
     st.subheader("Per phase")
-    st.dataframe(dash.phase_summary(history), hide_index=True, key="training_phases")
+    st.dataframe(tables.phase_summary(history), hide_index=True, key="training_phases")
     with st.expander("history.csv", key="training_raw"):
         st.dataframe(history, hide_index=True, key="training_history")
 elif history is not None:

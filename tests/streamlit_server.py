@@ -24,6 +24,12 @@ CHROMIUM_ARGS = [
 ]
 
 
+def shipped_artifacts() -> Path | None:
+    """$NEUROSCAN_ARTIFACTS or the repo's artifacts/ when it holds a model card, else None."""
+    folder = Path(os.environ.get("NEUROSCAN_ARTIFACTS", "").strip() or REPO / "artifacts")
+    return folder if (folder / "model_card.json").is_file() else None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,7 +3,7 @@ sample through the file input, wait for the explanation overlay, save docs/scree
 then upload a mixed batch and check the error and the results table.
 
 Skipped when /usr/bin/chromium is missing, except in CI (env CI set), where that is a failure.
-Runs on the shipped artifacts, else on the tiny model of test_predict.tiny_artifacts.
+Runs on the shipped artifacts, else on the tiny model of conftest.tiny_artifacts.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import pytest
 
 from badfiles import bad_files
 from conftest import REPO
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, streamlit_server
-from test_predict import tiny_artifacts
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, shipped_artifacts, streamlit_server
 
 SHOT = REPO / "docs" / "screenshots" / "predict.png"
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
@@ -25,13 +24,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_dataset):
+def server(tmp_path_factory, request):
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing (apt-get install chromium)"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    art = tiny_artifacts(tmp_path_factory, tiny_dataset)
+    art = shipped_artifacts() or request.getfixturevalue("tiny_artifacts")
     log = tmp_path_factory.mktemp("predict_server") / "server.log"
     with streamlit_server(art, log) as (base, _):
         yield base, art

@@ -15,18 +15,20 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tumor_model.artifacts import CARD, REBUILD
 from tumor_model.predict import confidence_band
 
 from badfiles import bad_files, odd_files
 from conftest import REPO
-from test_predict import tiny_artifacts
+from streamlit_server import shipped_artifacts
 
 APP = REPO / "streamlit_app.py"
 
 
 @pytest.fixture(scope="module")
-def art(tmp_path_factory, tiny_dataset) -> Path:
-    return tiny_artifacts(tmp_path_factory, tiny_dataset)
+def art(request) -> Path:
+    """The shipped artifacts, else the tiny model conftest trains once per session."""
+    return shipped_artifacts() or request.getfixturevalue("tiny_artifacts")
 
 
 @pytest.fixture(scope="module")
@@ -201,5 +203,5 @@ def test_missing_artifacts_show_the_rebuild_command(tmp_path, monkeypatch):
     at.switch_page("pages/predict.py").run()
     _clean(at)
     errors = " ".join(e.value for e in at.error)
-    assert "model_card.json is missing" in errors and "python -m tumor_model train" in errors
+    assert f"Artifact {CARD!r}" in errors and "is missing" in errors and REBUILD in errors
     assert not at.file_uploader

@@ -113,11 +113,14 @@ TEST_SPLITS = {  # the model's own split (metrics.json "protocol") -> (short, lo
 
 def protocol_names(metrics: dict | None) -> dict[str, tuple[str, str]]:
     """(short, long) label of every evaluation block in `metrics`, in display order; the test
-    block is named after the split the model was trained on."""
+    blocks are named after the split the model was trained on."""
     metrics = metrics or {}
     names = dict(PROTOCOLS)
     split = (metrics.get(PROTOCOL) or {}).get("split", "group")
-    names[TEST] = TEST_SPLITS.get(split, PROTOCOLS[TEST])
+    if split != "group":
+        names[TEST] = TEST_SPLITS.get(split, (f"{split} split", f"{split} split, test files"))
+        per_group = f"{names[TEST][0]}, test groups (each group once)"
+        names[TEST_GROUPS] = (PROTOCOLS[TEST_GROUPS][0], per_group)
     return {k: v for k, v in names.items() if isinstance(metrics.get(k), dict)}
 
 

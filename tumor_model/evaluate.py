@@ -93,6 +93,24 @@ def bootstrap(labels, probs, threshold, n: int = 1000, seed: int = 0) -> dict:
         idx = rng.integers(0, len(y), len(y))
         for k, v in all_metrics(y[idx], p[idx], thr[idx]).items():
             draws[k].append(v)
+    return _intervals(value, draws)
+
+
+def bootstrap_point_metrics(labels, probs, threshold, n: int = 1000, seed: int = 0) -> dict:
+    """`bootstrap` of the point metrics only (name -> {value, ci_low, ci_high}): the resampled
+    confusion counts come from one array operation, fast enough for a live threshold slider."""
+    y, p = _check(labels, probs)
+    pred = p >= np.asarray(threshold, dtype=float)
+    cells = np.stack([pred & (y == 1), ~pred & (y == 1), ~pred & (y == 0), pred & (y == 0)])
+    idx = np.random.default_rng(seed).integers(0, len(y), (n, len(y)))
+    counts = cells[:, idx].sum(axis=2).T  # n x (tp, fn, tn, fp)
+    resampled = [point_metrics(dict(zip(("tp", "fn", "tn", "fp"), c, strict=True))) for c in counts]
+    value = point_metrics(confusion(y, p, threshold))
+    return _intervals(value, {k: [m[k] for m in resampled] for k in value})
+
+
+def _intervals(value: dict, draws: dict) -> dict:
+    """name -> {value, ci_low, ci_high}: 2.5 and 97.5 percentiles of the defined draws."""
     out = {}
     for k, v in value.items():
         d = np.asarray(draws[k], dtype=float)
@@ -109,9 +127,20 @@ def curves(labels, probs, points: int = 101) -> dict:
     prec, rec, _ = skm.precision_recall_curve(y, p)
     keep = lambda a: np.unique(np.linspace(0, len(a) - 1, min(points, len(a))).astype(int))  # noqa: E731
     r, q = keep(fpr), keep(prec)
-    edges = np.linspace(0, 1, 11)
-    which = np.clip(np.digitize(p, edges[1:-1]), 0, 9)
-    cal = [
+    return {
+        "roc": {"fpr": fpr[r].tolist(), "tpr": tpr[r].tolist()},
+        "pr": {"precision": prec[q].tolist(), "recall": rec[q].tolist()},
+        "calibration": calibration_bins(y, p),
+    }
+
+
+def calibration_bins(labels, probs, bins: int = 10) -> list[dict]:
+    """The reliability table: per non-empty equal-width bin of P(tumour), its edges, the number
+    of predictions, their mean probability and the observed fraction of tumours."""
+    y, p = _check(labels, probs)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    return [
         {
             "bin_low": float(edges[b]),
             "bin_high": float(edges[b + 1]),
@@ -119,14 +148,9 @@ def curves(labels, probs, points: int = 101) -> dict:
             "mean_probability": float(p[which == b].mean()),
             "fraction_tumor": float(y[which == b].mean()),
         }
-        for b in range(10)
+        for b in range(bins)
         if (which == b).any()
     ]
-    return {
-        "roc": {"fpr": fpr[r].tolist(), "tpr": tpr[r].tolist()},
-        "pr": {"precision": prec[q].tolist(), "recall": rec[q].tolist()},
-        "calibration": cal,
-    }
 
 
 def report(labels, probs, threshold, n_boot: int = 1000, seed: int = 0) -> dict:

@@ -1,0 +1,323 @@
+"""The DataFrames and text the dashboard shows, built from the artifacts (no Streamlit here).
+
+Metrics are computed by `tumor_model.evaluate`; this module only selects, names and formats.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from .. import artifacts, evaluate
+from ..config import AUGMENTATIONS, CLASS_NAMES
+
+PERCENT = {*evaluate.POINT_METRICS, "fraction_tumor"}  # shown as percentages
+LABELS = {
+    "accuracy": "Accuracy",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "precision": "Precision",
+    "f1": "F1",
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "brier": "Brier score",
+    "ece": "ECE",
+}
+SHOWN = {"tumor": "tumour", "healthy": "no tumour"}  # class names as the Predict page says them
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def metric_items(block: dict | None) -> dict:
+    """name -> {"value", "ci_low", "ci_high"} of a metrics.json block (flat or under "metrics")."""
+    if not isinstance(block, dict):
+        return {}
+    inner = block.get("metrics", block)
+    return {k: v for k, v in inner.items() if isinstance(v, dict) and "value" in v}
+
+
+def fmt_value(name: str, value) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{100 * value:.1f}%" if name in PERCENT else f"{value:.3f}"
+
+
+def ci_text(name: str, m: dict) -> str:
+    """'95% CI 90.2%–95.4%', or '' without an interval."""
+    lo, hi = m.get("ci_low"), m.get("ci_high")
+    if lo is None or hi is None:
+        return ""
+    return f"95% CI {fmt_value(name, lo)}–{fmt_value(name, hi)}"
+
+
+def fmt_ci(name: str, m: dict) -> str:
+    """'93.1% (95% CI 90.2%–95.4%)'."""
+    ci = ci_text(name, m)
+    return f"{fmt_value(name, m.get('value'))} ({ci})" if ci else fmt_value(name, m.get("value"))
+
+
+def fmt_cell(name: str, m: dict) -> str:
+    """Compact 'value (ci_low–ci_high)' for tables: '93.1% (90.2–95.4)'."""
+    value = fmt_value(name, m.get("value"))
+    lo, hi = m.get("ci_low"), m.get("ci_high")
+    if lo is None or hi is None:
+        return value
+    scale, digits = (100, 1) if name in PERCENT else (1, 3)
+    return f"{value} ({scale * lo:.{digits}f}–{scale * hi:.{digits}f})"
+
+
+def metrics_frame(items: dict) -> pd.DataFrame:
+    """One row per metric: metric, value, ci_low, ci_high, and a formatted 'reported' column."""
+    rows = [
+        {
+            "metric": LABELS.get(k, k),
+            "value": m.get("value"),
+            "ci_low": m.get("ci_low"),
+            "ci_high": m.get("ci_high"),
+            "reported": fmt_ci(k, m),
+        }
+        for k, m in items.items()
+    ]
+    return pd.DataFrame(rows, columns=["metric", "value", "ci_low", "ci_high", "reported"])
+
+
+# ----------------------------------------------------------------------------- protocols
+
+
+def reported_protocols(metrics: dict | None) -> dict[str, tuple[str, str]]:
+    """The contract's protocols that hold metrics in metrics.json -> (short, long) name."""
+    names = artifacts.protocol_names(metrics)
+    return {k: v for k, v in names.items() if metric_items((metrics or {}).get(k))}
+
+
+def absent_protocols(metrics: dict | None) -> list[str]:
+    """Short names of the contract's protocols that metrics.json does not report."""
+    present = reported_protocols(metrics)
+    return [short for key, (short, _) in artifacts.PROTOCOLS.items() if key not in present]
+
+
+def protocol_caption(metrics: dict | None) -> str:
+    """What the protocol table's cells and test rows are."""
+    names = {**artifacts.PROTOCOLS, **artifacts.protocol_names(metrics)}
+    (short, long), (_, groups) = names[artifacts.TEST], names[artifacts.TEST_GROUPS]
+    return f"Cells: value (95% CI). {short} = {long}; per group = {groups}."
+
+
+def protocol_table(metrics: dict, names=("accuracy", "sensitivity", "specificity", "roc_auc")):
+    """Rows = evaluation protocols present in metrics.json, cells = 'value (95% CI)'."""
+    rows = []
+    for key, (short, _) in reported_protocols(metrics).items():
+        items, folds = metric_items(metrics[key]), metrics[key].get("folds")
+        row = {"protocol": short, "n": metrics[key].get("n"), "folds": str(folds) if folds else "-"}
+        row.update({LABELS[k]: fmt_cell(k, items[k]) if k in items else "n/a" for k in names})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fold_table(metrics: dict | None) -> pd.DataFrame:
+    """One row per cross-validation fold present in metrics.json: protocol, fold, files,
+    accuracy (at that fold's own validation-chosen threshold)."""
+    rows = []
+    for key, (short, _) in artifacts.protocol_names(metrics).items():
+        block = metrics[key]
+        if not block.get("fold_accuracy"):
+            continue
+        sizes = block.get("fold_size") or [None] * len(block["fold_accuracy"])
+        for k, (acc, n) in enumerate(zip(block["fold_accuracy"], sizes, strict=False), 1):
+            rows.append({"protocol": short, "fold": k, "files": n, "accuracy": float(acc)})
+    return pd.DataFrame(rows, columns=["protocol", "fold", "files", "accuracy"])
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+def headline(card: dict | None, metrics: dict | None, name: str = "accuracy") -> dict | None:
+    """The test metric with CI: model_card test_metrics first, else metrics.json test block."""
+    for items in (
+        metric_items((card or {}).get("test_metrics")),
+        metric_items((metrics or {}).get(artifacts.TEST)),
+    ):
+        if name in items:
+            return items[name]
+    return None
+
+
+def trained_when(card: dict) -> str:
+    """'2025-11-28 10:40 UTC' from the card's ISO trained_at, else the raw value or 'unknown'."""
+    value = card.get("trained_at")
+    try:
+        moment = dt.datetime.fromisoformat(str(value)).astimezone(dt.UTC)
+    except ValueError:
+        return str(value) if value else "unknown"
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def model_facts(card: dict) -> pd.DataFrame:
+    """What the model is, as a two-column table."""
+    settings = card.get("settings") or {}
+    facts = {
+        "Backbone": card.get("backbone", settings.get("backbone")),
+        "Input": f"{card.get('input_size', '?')} px RGB, geometry '{card.get('geometry', '?')}'",
+        "Head": f"{card.get('head', settings.get('head', '?'))}, "
+        f"Dense({settings.get('dense_units', '?')}) + Dropout({settings.get('dropout', '?')}) "
+        "+ sigmoid",
+        "Preprocessing": card.get("preprocessing"),
+        "Fine-tuned layers": settings.get("fine_tune_layers"),
+        "Fine-tuning augmentation": augmentation(settings),
+        "Fine-tuning epoch": epoch_sampling(settings),
+        "Decision threshold": _round(card.get("threshold")),
+        "Temperature": _round(card.get("temperature")),
+        "Training data": ", ".join(settings.get("data_dirs", [])) or None,
+        "Split": card.get("split", settings.get("split")),
+        "Weights": card.get("weights_origin"),
+        "Trained at": trained_when(card),
+        "Training time (s)": card.get("train_seconds"),
+    }
+    return pd.DataFrame(
+        [(k, str(v)) for k, v in facts.items() if v is not None], columns=["property", "value"]
+    )
+
+
+def augmentation(settings: dict) -> str | None:
+    """The fine-tuning augmentation in words; None when the settings do not say."""
+    if not settings.get("fine_tune_layers") or "augment" not in settings:
+        return None
+    if not settings["augment"]:
+        return "none"
+    words = ", ".join(AUGMENTATIONS)
+    strength = settings.get("resample") or 0
+    return words + (f", resolution (shrunk by up to {strength:.0%})" if strength else "")
+
+
+def epoch_sampling(settings: dict) -> str | None:
+    """What one fine-tuning epoch shows, in words; None for a model without fine-tuning.
+    Cards from before `sample_groups` existed showed every file, as its default says."""
+    if not settings.get("fine_tune_layers"):
+        return None
+    shown = (
+        "one random file of each duplicate group"
+        if settings.get("sample_groups", False)
+        else "every training file"
+    )
+    return shown + (", loss weighted by class" if settings.get("class_weights") else "")
+
+
+def data_counts(card: dict) -> pd.DataFrame:
+    """model_card data_counts ({label: {split: n}}) as split x class counts."""
+    counts = card.get("data_counts") or {}
+    rows = [
+        {"split": s, "class": CLASS_NAMES[int(lab)], "count": int(n)}
+        for lab, per in counts.items()
+        for s, n in per.items()
+        if n == n
+    ]
+    return pd.DataFrame(rows, columns=["split", "class", "count"])
+
+
+def _round(value, digits: int = 4):
+    return round(value, digits) if isinstance(value, float) else value
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def default_threshold(card: dict | None, metrics: dict | None) -> float:
+    """The model's decision threshold: the card's, else the test block's, else 0.5."""
+    for source in (card or {}, (metrics or {}).get(artifacts.TEST) or {}):
+        if isinstance(source.get("threshold"), (int, float)):
+            return float(source["threshold"])
+    return 0.5
+
+
+def test_rows(predictions: pd.DataFrame) -> pd.DataFrame:
+    return predictions[predictions.split == "test"].reset_index(drop=True)
+
+
+def level(test: pd.DataFrame, groups: bool) -> pd.DataFrame:
+    """File level as is, or one row per duplicate group (mean probability, majority label)."""
+    return evaluate.group_level(test) if groups else test
+
+
+def threshold_metrics(frame: pd.DataFrame, threshold: float, n_boot: int = 1000, seed: int = 0):
+    """Point metrics at `threshold` with 95% percentile bootstrap CIs (rows resampled)."""
+    return evaluate.bootstrap_point_metrics(frame.label, frame.probability, threshold, n_boot, seed)
+
+
+def score_items(block: dict | None, frame: pd.DataFrame) -> dict:
+    """Threshold-free metrics: metrics.json values with CIs, else computed without CI."""
+    items = metric_items(block)
+    names = [n for n in evaluate.SCORE_METRICS if n in items]
+    if names:
+        return {n: items[n] for n in names}
+    scores = evaluate.score_metrics(frame.label.to_numpy(int), frame.probability.to_numpy(float))
+    return {n: {"value": v} for n, v in scores.items()}
+
+
+def calibration_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The reliability table of `frame` (evaluate.calibration_bins) as a DataFrame."""
+    bins = evaluate.calibration_bins(frame.label, frame.probability)
+    columns = ["bin_low", "bin_high", "n", "mean_probability", "fraction_tumor"]
+    return pd.DataFrame(bins, columns=columns)
+
+
+def gallery_rows(test: pd.DataFrame, threshold: float, k: int = 8) -> dict:
+    """Misclassified (most confident first) and least-confident test files, one per group."""
+    wrong = (test.probability >= threshold).astype(int) != test.label
+    frame = test.assign(margin=(test.probability - threshold).abs())
+
+    def pick(rows, ascending):
+        ordered = rows.sort_values(["margin", "path"], ascending=[ascending, True])
+        return ordered.drop_duplicates("group").head(k)
+
+    return {"misclassified": pick(frame[wrong], False), "least confident": pick(frame, True)}
+
+
+def results_frame(items: list[dict]) -> pd.DataFrame:
+    """The Predict page's batch table: one row per scan, its result or why it has none."""
+    rows = []
+    for item in items:
+        res = item.get("result")
+        if res is None:
+            rows.append({"file": item["name"], "error": item.get("error", "not predicted")})
+        else:
+            rows.append({**res, "label": SHOWN.get(res["label"], res["label"]), "error": ""})
+    columns = ["file", "probability", "label", "band", "out_of_distribution", "ood_score"]
+    return pd.DataFrame(rows).reindex(columns=[*columns, "threshold", "error"])
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def history_steps(history: pd.DataFrame) -> pd.DataFrame:
+    """History in training order with a global 1-based 'step' across phases."""
+    order = {"head": 0, "fine_tune": 1}
+    frame = history.assign(_o=history.phase.map(order).fillna(2))
+    frame = frame.sort_values(["_o", "epoch"], kind="stable").drop(columns="_o")
+    return frame.reset_index(drop=True).assign(step=lambda d: np.arange(1, len(d) + 1))
+
+
+def chosen_epoch(history: pd.DataFrame) -> pd.Series:
+    """The row with the lowest validation loss (what early stopping keeps)."""
+    frame = history_steps(history)
+    return frame.loc[frame.val_loss.idxmin()]
+
+
+def phase_summary(history: pd.DataFrame) -> pd.DataFrame:
+    """Per phase: epochs, best validation loss, its epoch, seconds."""
+    rows = []
+    for phase, part in history_steps(history).groupby("phase", sort=False):
+        best = part.loc[part.val_loss.idxmin()]
+        rows.append(
+            {
+                "phase": phase,
+                "epochs": len(part),
+                "best val_loss": best.val_loss,
+                "at epoch": int(best.epoch),
+                "val_accuracy there": best.val_accuracy,
+                "val_auc there": best.val_auc,
+                "seconds": part.seconds.sum(),
+            }
+        )
+    return pd.DataFrame(rows)
