@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom.filebase import DicomBytesIO
 
+from tumor_model import errors, imageio
 from tumor_model.dicom import INFO_TAGS, DicomScan, frame_to_image, is_dicom, read_dicom
 from tumor_model.imageio import ImageLoadError, load_image
 
@@ -220,3 +223,13 @@ def test_is_dicom():
     for data in (b"", b"\x08\x00", bad_files()["random.jpg"], odd_files()["plain.bmp"]):
         assert not is_dicom(data)
     assert not is_dicom(b"\x08\x00\x05\x00" + b"\xff" * 200)  # right group, garbage after
+
+
+def test_dicom_depends_on_errors_only_not_on_imageio():
+    """One-way: imageio imports dicom; dicom imports only tumor_model.errors (the shared limits
+    and ImageLoadError), so the two can never import each other."""
+    code = "import sys, tumor_model.dicom; print(*sorted(m for m in sys.modules if 'tumor_' in m))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = done.stdout.split()
+    assert "tumor_model.errors" in loaded and "tumor_model.imageio" not in loaded, loaded
+    assert imageio.ImageLoadError is errors.ImageLoadError

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
 import pickle
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from tumor_model import imageio
+from tumor_model import errors, imageio
 from tumor_model.imageio import (
     ImageLoadError,
     foreground_box,
     load_image,
+    load_scan,
     prepare,
     sniff_format,
 )
@@ -299,7 +301,7 @@ def test_corrupt_exif_falls_back_to_the_stored_image():
 
 
 def test_max_pixels_is_enforced_from_the_header():
-    assert imageio.MAX_PIXELS == 64_000_000
+    assert imageio.MAX_PIXELS == errors.MAX_PIXELS == 64_000_000
     with pytest.raises(ImageLoadError, match="64,000,000"):
         load_image(BAD["bomb_70mp.png"], name="b.png")
 
@@ -308,6 +310,33 @@ def test_aspect_limit_boundary():
     load_image(valid_image_bytes("PNG", "L", (160, 8)))  # 20:1 is accepted
     with pytest.raises(ImageLoadError, match="aspect"):
         load_image(valid_image_bytes("PNG", "L", (168, 8)))  # 21:1 is not
+
+
+# --------------------------------------------------------------------------- load_scan
+
+
+def test_load_scan_keeps_dicom_frames_and_only_safe_tags():
+    data = odd_files()["mr_multiframe.dcm"]  # 5 frames of rising brightness, fake PHI inside
+    middle, scan = load_scan(data, "mr.dcm")
+    assert scan is not None and scan.n_frames == 5 and scan.default_frame == 2
+    first, _ = load_scan(data, "mr.dcm", frame=0)
+    again, _ = load_scan(data, "mr.dcm", frame=2)
+    assert np.array_equal(np.asarray(middle), np.asarray(again))
+    assert not np.array_equal(np.asarray(first), np.asarray(middle))
+    last, _ = load_scan(data, "mr.dcm", frame=99)  # clipped to the last frame
+    assert np.array_equal(np.asarray(last), np.asarray(load_scan(data, "mr.dcm", 4)[0]))
+    text = json.dumps(scan.info)
+    for secret in ("Doe", "Jane", "PID-0001", "19700101", "Test Hospital"):
+        assert secret not in text
+    with pytest.raises(ImageLoadError, match="'report.jpg'"):
+        load_scan(bad_files()["report.jpg"], "report.jpg")
+
+
+def test_load_scan_of_a_non_dicom_is_load_image_without_a_scan():
+    data = valid_image_bytes("PNG", "L", (40, 30))
+    image, scan = load_scan(data, "x.png", frame=3)  # frame is ignored outside DICOM
+    assert scan is None
+    assert np.array_equal(np.asarray(image), np.asarray(load_image(data, "x.png")))
 
 
 # --------------------------------------------------------------------------- sniffing

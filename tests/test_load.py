@@ -6,7 +6,7 @@ must not keep growing: RSS after all 30 predictions is within 10% + 64 MiB of RS
 (the model, the explainer and TensorFlow's warm-up are all in the first half). The full
 200-prediction run on the shipped model is in docs/reliability.md.
 
-Runs on the shipped artifacts, else on the tiny model of test_predict.tiny_artifacts. Skipped
+Runs on the tiny model of `conftest.tiny_artifacts` (the shared fixture). Skipped
 when /usr/bin/chromium is missing, except in CI (env CI set), where that is a failure.
 """
 
@@ -19,7 +19,6 @@ import os
 import pytest
 
 from conftest import REPO
-from test_predict import tiny_artifacts
 
 SESSIONS, UPLOADS = 10, 3
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
@@ -35,7 +34,7 @@ def _load_test_module():
 
 
 @pytest.fixture(scope="module")
-def load(tmp_path_factory, tiny_dataset) -> tuple[dict, str]:
+def load(tmp_path_factory, request) -> tuple[dict, str]:
     """Run the load once: (the summary of load_test.run_load, the server log)."""
     load_test = _load_test_module()
     if not load_test.CHROMIUM.exists():
@@ -43,7 +42,7 @@ def load(tmp_path_factory, tiny_dataset) -> tuple[dict, str]:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    art = tiny_artifacts(tmp_path_factory, tiny_dataset)
+    art = request.getfixturevalue("tiny_artifacts")  # trained only when the test can run
     tmp = tmp_path_factory.mktemp("load")
     total = SESSIONS * UPLOADS
     scans = load_test.make_scans(tmp / "scans", total)

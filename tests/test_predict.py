@@ -1,9 +1,10 @@
-"""Predictor, load_scan, the `predict` CLI with --explain, and the out-of-distribution guard.
+"""Predictor, the `predict` CLI with --explain, and the out-of-distribution guard.
 
-Runs on the shipped artifacts (`artifacts/`, or $NEUROSCAN_ARTIFACTS); when they are absent a
-tiny model is trained here on the generated dataset (conftest.tiny_dataset) so that everything
-but the OOD checks still runs. The OOD checks need the shipped model (and, for the test split,
-the dataset) and are skipped with the reason otherwise.
+Everything runs on the tiny model of `conftest.tiny_artifacts` (trained once per session), except
+the OOD guard checks and one smoke test, which need the shipped model (`artifacts/`, or
+$NEUROSCAN_ARTIFACTS; for the test split also the dataset) and are skipped with the reason
+otherwise. The guard itself (`tumor_model.ood`) is unit-tested in test_ood.py, `load_scan` in
+test_imageio.py.
 """
 
 from __future__ import annotations
@@ -19,52 +20,20 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tumor_model import cli
+from tumor_model.artifacts import CARD, MODEL, REBUILD, read_card
 from tumor_model.config import CLASS_NAMES
-from tumor_model.imageio import ImageLoadError
-from tumor_model.predict import (
-    ArtifactError,
-    Predictor,
-    confidence_band,
-    load_scan,
-    read_card,
-)
+from tumor_model.predict import ArtifactError, Predictor, confidence_band, load_scan
 
 from badfiles import bad_files, odd_files, valid_image_bytes
-from conftest import REPO, SHARED_DATA, SHARED_WEIGHTS
+from conftest import REPO, SHARED_DATA
 
 SHIPPED = Path(os.environ.get("NEUROSCAN_ARTIFACTS", "").strip() or REPO / "artifacts")
-IS_SHIPPED = (SHIPPED / "model_card.json").is_file()
-
-
-def tiny_artifacts(tmp_path_factory, tiny_dataset) -> Path:
-    """The shipped artifacts, else a tiny model trained once per test session (64 px MobileNetV2
-    on the generated dataset; the shared ImageNet weights when present)."""
-    if IS_SHIPPED:
-        return SHIPPED
-    out = tmp_path_factory.getbasetemp() / "neuroscan_tiny" / "artifacts"
-    if (out / "model_card.json").is_file():
-        return out
-    from tumor_model import train
-    from tumor_model.config import Settings
-
-    root, _ = tiny_dataset
-    weights = str(SHARED_WEIGHTS) if SHARED_WEIGHTS.is_file() else "none"
-    settings = Settings(
-        data_dirs=(str(root),),
-        weights=weights,
-        input_size=64,
-        head_epochs=5,
-        dense_units=16,
-        bootstrap=20,
-        out_dir=str(out),
-        cache_dir=str(out.parent / "cache"),
-    )
-    return train.run(settings, shortcut=False)
+IS_SHIPPED = (SHIPPED / CARD).is_file()
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, tiny_dataset) -> Path:
-    return tiny_artifacts(tmp_path_factory, tiny_dataset)
+def artifacts(tiny_artifacts) -> Path:
+    return tiny_artifacts
 
 
 @pytest.fixture(scope="module")
@@ -134,23 +103,6 @@ def test_odd_but_valid_files_are_predicted(predictor):
         _is_prediction(result, predictor)
 
 
-def test_load_scan_keeps_dicom_frames_and_only_safe_tags():
-    data = odd_files()["mr_multiframe.dcm"]  # 5 frames of rising brightness, fake PHI inside
-    middle, scan = load_scan(data, "mr.dcm")
-    assert scan is not None and scan.n_frames == 5 and scan.default_frame == 2
-    first, _ = load_scan(data, "mr.dcm", frame=0)
-    again, _ = load_scan(data, "mr.dcm", frame=2)
-    assert np.array_equal(np.asarray(middle), np.asarray(again))
-    assert not np.array_equal(np.asarray(first), np.asarray(middle))
-    last, _ = load_scan(data, "mr.dcm", frame=99)  # clipped to the last frame
-    assert np.array_equal(np.asarray(last), np.asarray(load_scan(data, "mr.dcm", 4)[0]))
-    text = json.dumps(scan.info)
-    for secret in ("Doe", "Jane", "PID-0001", "19700101", "Test Hospital"):
-        assert secret not in text
-    with pytest.raises(ImageLoadError, match="'report.jpg'"):
-        load_scan(bad_files()["report.jpg"], "report.jpg")
-
-
 def test_explaining_leaves_the_predictor_unchanged(predictor, samples):
     paths = list(samples.path.iloc[:3])
     before = predictor.predict_files(paths)
@@ -167,14 +119,21 @@ def test_explaining_leaves_the_predictor_unchanged(predictor, samples):
 
 
 def test_missing_and_corrupt_artifacts_say_how_to_rebuild(tmp_path, artifacts):
-    with pytest.raises(ArtifactError, match="rebuild with: python -m tumor_model train"):
+    with pytest.raises(ArtifactError, match=f"Artifact '{CARD}' .* is missing") as err:
         Predictor(tmp_path)
-    (tmp_path / "model.keras").write_bytes((artifacts / "model.keras").read_bytes()[:1000])
-    (tmp_path / "model_card.json").write_text((artifacts / "model_card.json").read_text())
-    with pytest.raises(ArtifactError, match="sha256"):
+    assert err.value.name == CARD and REBUILD in str(err.value)
+    (tmp_path / CARD).write_text((artifacts / CARD).read_text())
+    with pytest.raises(ArtifactError, match=f"'{MODEL}' .* is missing"):
         Predictor(tmp_path)
-    (tmp_path / "model_card.json").write_text("{not json")
-    with pytest.raises(ArtifactError, match="corrupt"):
+    (tmp_path / MODEL).write_bytes((artifacts / MODEL).read_bytes()[:1000])
+    with pytest.raises(ArtifactError, match=f"'{MODEL}' .* sha256"):
+        Predictor(tmp_path)
+    card = json.loads((artifacts / CARD).read_text())
+    (tmp_path / CARD).write_text(json.dumps({**card, "geometry": "stretch"}))
+    with pytest.raises(ArtifactError, match="unknown geometry 'stretch'"):
+        Predictor(tmp_path)
+    (tmp_path / CARD).write_text("{not json")
+    with pytest.raises(ArtifactError, match="unreadable"):
         read_card(tmp_path)
 
 
@@ -314,6 +273,13 @@ def shipped() -> Predictor:
     return predictor
 
 
+def test_the_shipped_model_predicts_its_samples(shipped):
+    samples = pd.read_csv(SHIPPED / "samples" / "samples.csv").groupby("label").head(2)
+    results = shipped.predict_files([SHIPPED / "samples" / f for f in samples.file])
+    for result in results:
+        _is_prediction(result, shipped)
+
+
 def test_ood_guard_flags_photos_noise_and_blank_images(shipped):
     images = _unusual_inputs()
     assert len([n for n in images if n.endswith(".jpg")]) >= 2
@@ -348,37 +314,3 @@ def test_blank_array_input_is_safe(predictor):
     buf = io.BytesIO()
     blank.save(buf, "PNG")
     assert predictor.predict_files([buf.getvalue()], ["blank.png"])[0]["file"] == "blank.png"
-
-
-def test_ood_guard_unit(tmp_path):
-    """On Gaussian features: ~1% of fresh in-distribution rows flagged, far rows all flagged,
-    parameters survive save/load, version-1 files still score, broken files raise ValueError."""
-    from tumor_model import ood
-
-    rng = np.random.default_rng(0)
-    mix = rng.normal(size=(24, 24)) * np.linspace(3, 0.05, 24)  # an anisotropic cloud
-    train, val, test = (rng.normal(size=(n, 24)) @ mix for n in (600, 300, 2000))
-    params = ood.calibrate(ood.fit(train), val)
-    assert np.median(ood.score(train, params)) == pytest.approx(1.0)
-    assert 0.0 < np.mean(ood.score(test, params) > params["threshold"]) < 0.03
-    far = test[:50] + 4 * rng.normal(size=(50, 24))  # off the cloud's thin directions
-    assert (ood.score(far, params) > params["threshold"]).all()
-    ood.save(params, tmp_path / "g.npz")
-    back = ood.load(tmp_path / "g.npz")
-    np.testing.assert_allclose(ood.score(test, back), ood.score(test, params), rtol=1e-5)
-    legacy = {
-        "mean": np.zeros(24),
-        "basis": np.eye(24)[:2],
-        "scale": np.ones(2),
-        "inside_ref": 1.0,
-        "outside_ref": 1.0,
-        "threshold": 3.0,
-    }
-    ood.save(legacy, tmp_path / "v1.npz")
-    row = np.zeros((1, 24))
-    row[0, 0], row[0, 5] = 2.0, 3.0
-    expected = np.sqrt(2.0**2 / 2) + 3.0  # RMS inside the subspace + residual norm
-    assert ood.score(row, ood.load(tmp_path / "v1.npz"))[0] == pytest.approx(expected)
-    np.savez(tmp_path / "broken.npz", mean=np.zeros(24), version=2)
-    with pytest.raises(ValueError, match="missing"):
-        ood.load(tmp_path / "broken.npz")

@@ -39,6 +39,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Dataframe
 
 from tumor_model import cli
+from tumor_model.artifacts import REBUILD
 from tumor_model.config import CLASS_NAMES
 from tumor_model.predict import ArtifactError, Predictor, load_scan
 
@@ -47,7 +48,7 @@ from conftest import REPO
 
 APP = REPO / "streamlit_app.py"
 PAGES = ["overview", "dataset", "training", "evaluation", "predict"]
-HINT = "python -m tumor_model train"  # both rebuild commands (model and dashboard) start so
+HINT = REBUILD  # the one rebuild command, in every ArtifactError (model and dashboard)
 
 # Distinctive FAKE patient data: none of these strings occurs anywhere in the code base.
 PHI_TAGS = {

@@ -5,13 +5,13 @@ Privacy: `DicomScan.info` is built from an ALLOWLIST (`INFO_TAGS`); patient name
 any other tag never leave this module. Nothing here logs or prints tags or pixel data, and error
 messages never quote tag values (only exception class names and technical facts).
 
-Errors are `ImageLoadError` (the same class as `tumor_model.imageio.ImageLoadError`).
+Errors are `ImageLoadError` (from `tumor_model.errors`, the same class as
+`tumor_model.imageio.ImageLoadError`). This module imports nothing of `imageio`.
 """
 
 from __future__ import annotations
 
 import io
-import struct
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +26,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from .errors import ImageLoadError
+from .errors import DECODE_ERRORS, MAX_PIXELS, ImageLoadError
 
 __all__ = ["DicomScan", "INFO_TAGS", "read_dicom", "frame_to_image", "is_dicom"]
 
@@ -47,26 +47,17 @@ INFO_TAGS = (
     "WindowCenter",
     "WindowWidth",
 )
-MAX_VOXEL_FACTOR = 2  # all frames together may hold at most 2 * imageio.MAX_PIXELS pixels
+MAX_VOXEL_FACTOR = 2  # all frames together may hold at most 2 * MAX_PIXELS pixels
 
-# What pydicom and its decoders raise on damaged files (structural problems, no tag values used).
+# What pydicom raises on damaged files, beyond the decoders' errors (structural problems; no
+# tag values are used in the messages).
 _DICOM_ERRORS = (
+    *DECODE_ERRORS,
     InvalidDicomError,
     BytesLengthException,
-    OSError,
-    EOFError,
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
     AttributeError,
     NotImplementedError,
     RuntimeError,
-    OverflowError,
-    ZeroDivisionError,
-    MemoryError,
-    struct.error,
-    Image.DecompressionBombError,
 )
 
 
@@ -225,13 +216,8 @@ def _info(ds, tsyntax: UID) -> dict:
 
 def read_dicom(data: bytes, name: str) -> DicomScan:
     """Decode DICOM bytes into uint8 frames and non-identifying info. Raises ImageLoadError."""
-    from .imageio import MAX_PIXELS  # imported here: imageio imports this module lazily too
-
     try:
         ds = pydicom.dcmread(io.BytesIO(bytes(data)), force=True)
-    except _DICOM_ERRORS as err:
-        raise _fail(name, "damaged DICOM file: cannot read its header", err) from err
-    try:
         has_pixels = "PixelData" in ds
     except _DICOM_ERRORS as err:
         raise _fail(name, "damaged DICOM file: cannot read its header", err) from err
@@ -239,13 +225,23 @@ def read_dicom(data: bytes, name: str) -> DicomScan:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise _fail(name, "DICOM float pixel data is not supported")
         raise _fail(name, "DICOM file has no pixel data (not an image, e.g. a report or plan)")
+    tsyntax, rows, cols, samples = _layout(ds, name)
+    try:
+        frames = _frames(ds, rows, cols, samples)
+    except _DICOM_ERRORS as err:
+        raise _fail(name, f"cannot decode the DICOM pixel data ({tsyntax.name})", err) from err
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    return DicomScan(frames=frames, info=_info(ds, tsyntax), default_frame=frames.shape[0] // 2)
+
+
+def _layout(ds, name: str) -> tuple[UID, int, int, int]:
+    """(transfer syntax, rows, columns, samples per pixel), checked against the size limits and
+    for an installed decoder, before any pixel is decoded."""
     try:
         tsyntax = _transfer_syntax(ds)
         rows, cols = int(ds.Rows), int(ds.Columns)
         n_frames = int(ds.get("NumberOfFrames") or 1)
         samples = int(ds.get("SamplesPerPixel") or 1)
-        bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
-        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     except _DICOM_ERRORS as err:
         raise _fail(name, "damaged DICOM file: missing or invalid image size tags", err) from err
     if rows <= 0 or cols <= 0 or n_frames <= 0 or samples not in (1, 3):
@@ -261,8 +257,7 @@ def read_dicom(data: bytes, name: str) -> DicomScan:
             f"of {MAX_PIXELS:,} pixels per frame (possible decompression bomb)",
         )
     try:
-        decoder = get_decoder(tsyntax)
-        available = decoder.is_available
+        available = get_decoder(tsyntax).is_available
     except NotImplementedError:
         available = False
     if not available:
@@ -271,26 +266,23 @@ def read_dicom(data: bytes, name: str) -> DicomScan:
             f"unsupported transfer syntax {tsyntax.name} ({tsyntax}): no decoder for it is "
             "installed (convert the file to uncompressed DICOM, PNG or JPEG)",
         )
+    return tsyntax, rows, cols, samples
 
-    try:
-        arr = ds.pixel_array
-        if samples == 1 and arr.ndim == 2:
-            arr = arr[None]
-        elif samples == 3 and arr.ndim == 3:
-            arr = arr[None]
-        if arr.ndim != (3 if samples == 1 else 4) or arr.shape[1:3] != (rows, cols):
-            raise ValueError("decoded pixel array has an unexpected shape")
-        if samples == 1 and photometric == "PALETTE COLOR":
-            frames = np.stack([_colour_to_uint8(apply_color_lut(f, ds), 16) for f in arr])
-        elif samples == 1:
-            frames = np.stack([_grey_frame(f, ds) for f in arr])
-        else:  # pydicom already converted YBR to RGB
-            frames = np.stack([_colour_to_uint8(f, bits) for f in arr])
-    except _DICOM_ERRORS as err:
-        raise _fail(name, f"cannot decode the DICOM pixel data ({tsyntax.name})", err) from err
 
-    frames = np.ascontiguousarray(frames, dtype=np.uint8)
-    return DicomScan(frames=frames, info=_info(ds, tsyntax), default_frame=frames.shape[0] // 2)
+def _frames(ds, rows: int, cols: int, samples: int) -> np.ndarray:
+    """All frames as uint8 (n, H, W) or (n, H, W, 3); raises one of _DICOM_ERRORS."""
+    arr = ds.pixel_array
+    if arr.ndim == (2 if samples == 1 else 3):  # a single frame
+        arr = arr[None]
+    if arr.ndim != (3 if samples == 1 else 4) or arr.shape[1:3] != (rows, cols):
+        raise ValueError("decoded pixel array has an unexpected shape")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if samples == 1 and photometric == "PALETTE COLOR":
+        return np.stack([_colour_to_uint8(apply_color_lut(f, ds), 16) for f in arr])
+    if samples == 1:
+        return np.stack([_grey_frame(f, ds) for f in arr])
+    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
+    return np.stack([_colour_to_uint8(f, bits) for f in arr])  # pydicom already made YBR RGB
 
 
 def frame_to_image(scan: DicomScan, index: int | None = None) -> Image.Image:

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from . import data, evaluate, split
+from .artifacts import PREDICTIONS, SETTINGS, SPLIT, read_csv
+from .config import Settings
 from .predict import Predictor
 
 
@@ -19,7 +21,7 @@ def _rows(artifacts: Path, data_dirs, use_all: bool) -> pd.DataFrame:
             print(f"skipped unreadable file: {bad['error']}")
         groups = split.duplicate_groups(list(scanned.images.sha256), scanned.thumbs, 0.02)
         return scanned.images.assign(group=groups, split="all")
-    table = pd.read_csv(artifacts / "split.csv")
+    table = read_csv(artifacts, SPLIT)
     table = table[table.split == "test"]
     if data_dirs:  # the model's test split, read from another copy of the data
         if len(data_dirs) != 1:
@@ -79,17 +81,16 @@ def local_threshold(labels, probs) -> dict:
 
 def shortcut(artifacts="artifacts", data_dir=None, side: int = 256) -> dict:
     """The shortcut check on a saved model's test split: pad to side x side, re-encode as PNG."""
-    from . import train
-    from .config import Settings
+    from .protocols import shortcut_block  # imports keras: only when the check is asked for
 
     artifacts = Path(artifacts)
     predictor = Predictor(artifacts)
-    settings = Settings.from_json(artifacts / "settings.json")
+    settings = Settings.from_json(artifacts / SETTINGS)
     table = _rows(artifacts, [data_dir] if data_dir else None, False)
-    preds = pd.read_csv(artifacts / "predictions.csv")[["path", "root", "probability"]]
+    preds = read_csv(artifacts, PREDICTIONS)[["path", "root", "probability"]]
     table = (
         table.merge(preds, on=["path", "root"])
         if not data_dir
         else table.merge(preds.drop(columns="root"), on="path")
     )
-    return train._shortcut_block(predictor.model, table, predictor.threshold, settings, side)
+    return shortcut_block(predictor.model, table, predictor.threshold, settings, side)

@@ -4,8 +4,10 @@
 upload), detects the format by CONTENT (never by extension: the dataset holds PNGs named .jpg
 and TIFFs), handles every PIL mode we meet (1, L, LA, P+transparency, RGBA, 16-bit/float, CMYK,
 YCbCr, animated), applies EXIF orientation, reads DICOM through `tumor_model.dicom`, and returns
-an RGB `PIL.Image`. Anything unreadable raises `ImageLoadError` (a ValueError) naming the file and
-the problem in plain words.
+an RGB `PIL.Image`. `load_scan` does the same and also returns the decoded DICOM scan (frames,
+non-identifying tags), and picks its frame. Anything unreadable raises `ImageLoadError` (a
+ValueError) naming the file and the problem in plain words; the limits (size, shape) are those
+of `tumor_model.errors`.
 
 `prepare(img, size, geometry)` is the only place where image geometry happens (training, CLI and
 app all call it): crop to the head, pad to a square with black, resize.
@@ -15,14 +17,14 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import GEOMETRIES
-from .errors import ImageLoadError
+from .dicom import DicomScan, frame_to_image, is_dicom, read_dicom
+from .errors import DECODE_ERRORS, MAX_ASPECT, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, ImageLoadError
 
 __all__ = [
     "ImageLoadError",
@@ -31,49 +33,17 @@ __all__ = [
     "MIN_SIDE",
     "MAX_ASPECT",
     "load_image",
+    "load_scan",
     "prepare",
     "foreground_box",
     "sniff_format",
 ]
 
-MAX_PIXELS = 64_000_000  # width * height above this is refused (decompression-bomb guard)
-MAX_FILE_BYTES = 512 * 2**20  # larger inputs are refused before they are read
-MIN_SIDE = 8  # images with a side shorter than this (pixels) are refused
-MAX_ASPECT = 20.0  # images longer than 20:1 (either way) are refused
-
 # Formats PIL may decode for us, each recognised by its magic bytes in `sniff_format`.
 _PIL_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "GIF", "WEBP", "JPEG2000")
 
-# What PIL and its decoders raise on damaged data (the ones we have seen, nothing broader).
-_DECODE_ERRORS = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    EOFError,
-    struct.error,
-    ZeroDivisionError,
-    OverflowError,
-    MemoryError,
-    Image.DecompressionBombError,
-)
-
 # Corrupt EXIF blocks make exif_transpose raise one of these; we then keep the image unrotated.
-_EXIF_ERRORS = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    EOFError,
-    struct.error,
-    ZeroDivisionError,
-    OverflowError,
-    AttributeError,
-)
+_EXIF_ERRORS = (*DECODE_ERRORS, AttributeError)
 
 
 # --------------------------------------------------------------------------- format sniffing
@@ -99,11 +69,8 @@ def sniff_format(data: bytes) -> str | None:
         return "WEBP"
     if head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n") or head.startswith(b"\xffO\xffQ"):
         return "JPEG2000"
-    if len(head) >= 8:
-        from .dicom import is_dicom  # DICOM without the 128-byte preamble
-
-        if is_dicom(data):
-            return "DICOM"
+    if len(head) >= 8 and is_dicom(data):  # DICOM without the 128-byte preamble
+        return "DICOM"
     return None
 
 
@@ -235,7 +202,7 @@ def _to_rgb(img: Image.Image, label: str) -> Image.Image:
     if mode.startswith("I") or mode.startswith("F"):  # I;16, I;16B, I;16L, I, F, F;32...
         try:
             arr = np.asarray(img)
-        except _DECODE_ERRORS as err:
+        except DECODE_ERRORS as err:
             raise ImageLoadError(label, f"unsupported pixel mode {mode!r}") from err
         if arr.ndim != 2:
             raise ImageLoadError(label, f"unsupported pixel mode {mode!r} (shape {arr.shape})")
@@ -271,18 +238,18 @@ def _load_pil(data: bytes, fmt: str, label: str) -> Image.Image:
         ) from err
     except UnidentifiedImageError as err:
         raise ImageLoadError(label, f"damaged {fmt} file: its header cannot be read") from err
-    except _DECODE_ERRORS as err:
+    except DECODE_ERRORS as err:
         raise ImageLoadError(label, f"damaged {fmt} file ({err})") from err
     try:
         width, height = img.size
-    except _DECODE_ERRORS as err:
+    except DECODE_ERRORS as err:
         raise ImageLoadError(label, f"damaged {fmt} file ({err})") from err
     _check_shape(width, height, label)
     try:
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # multi-frame / animated: the first frame
         img.load()  # force the full decode so that truncation shows up here
-    except _DECODE_ERRORS as err:
+    except DECODE_ERRORS as err:
         raise ImageLoadError(label, f"damaged or truncated {fmt} image ({err})") from err
     _check_shape(*img.size, label)
     img = _exif_transpose(img)
@@ -290,17 +257,20 @@ def _load_pil(data: bytes, fmt: str, label: str) -> Image.Image:
         return _to_rgb(img, label)
     except ImageLoadError:
         raise
-    except _DECODE_ERRORS as err:
+    except DECODE_ERRORS as err:
         raise ImageLoadError(label, f"damaged {fmt} image ({err})") from err
 
 
-def load_image(source, name: str | None = None) -> Image.Image:
-    """Read an image (path, bytes or binary file object) as an RGB PIL image.
+def load_scan(
+    source, name: str | None = None, frame: int | None = None
+) -> tuple[Image.Image, DicomScan | None]:
+    """(RGB PIL image, DicomScan or None) of an image (path, bytes or binary file object).
 
-    The format is detected from the content; DICOM goes through `tumor_model.dicom` (its
-    default, middle frame). `name` is used in error messages (default: the path, the file
-    object's name, or "<bytes>"). Raises ImageLoadError for any unreadable input and TypeError
-    for a source of the wrong type.
+    The format is detected from the content. A DICOM file is decoded by `tumor_model.dicom`;
+    its scan (frames, non-identifying `info`) is returned with frame `frame` as the image (None:
+    the default, middle frame; out-of-range values are clipped). `name` is used in error
+    messages (default: the path, the file object's name, or "<bytes>"). Raises ImageLoadError
+    for any unreadable input and TypeError for a source of the wrong type.
     """
     data, label = _read_source(source, name)
     if not data:
@@ -311,17 +281,21 @@ def load_image(source, name: str | None = None) -> Image.Image:
         )
     fmt = sniff_format(data)
     if fmt == "DICOM":
-        from .dicom import frame_to_image, read_dicom
-
         scan = read_dicom(data, label)
-        img = frame_to_image(scan, scan.default_frame)
+        index = scan.default_frame if frame is None else min(max(int(frame), 0), scan.n_frames - 1)
+        img = frame_to_image(scan, index)
         _check_shape(*img.size, label)
-        return img
+        return img, scan
     if fmt is None:
         what = _what_is_it(data)
         kind = f": looks like {what}" if what else ""
         raise ImageLoadError(label, f"not an image{kind} (starts with {data[:8]!r})")
-    return _load_pil(data, fmt, label)
+    return _load_pil(data, fmt, label), None
+
+
+def load_image(source, name: str | None = None) -> Image.Image:
+    """The RGB PIL image of `load_scan` (for DICOM: the default, middle frame)."""
+    return load_scan(source, name)[0]
 
 
 # --------------------------------------------------------------------------- geometry

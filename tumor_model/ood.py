@@ -10,8 +10,8 @@ scores (`calibrate`), so nearly all in-distribution scans pass.
 Why not the earlier "whitened distance in the top-32 PCA subspace + residual" score: on the
 shipped MobileNetV2 features it let blank images (2.67 < threshold 2.85) and a synthetic outdoor
 scene through, and natural photos cleared the threshold by only ~5%; the shrunk full Mahalanobis
-distance separates them by 40% or more with ~1% of test-split scans flagged. Parameter files of
-the earlier kind (no "version" key) are still scored the old way.
+distance separates them by 40% or more with ~1% of test-split scans flagged. Parameter files of the
+earlier kind (no "version" key) are refused by `load`: rebuild the artifacts.
 
 API: fit(train) -> params; calibrate(params, val) -> params with "threshold"; score(features,
 params) -> distances; save(params, path) / load(path) (an .npz of arrays, no pickle).
@@ -24,17 +24,14 @@ from pathlib import Path
 import numpy as np
 
 VERSION = 2
-_KEYS = {
-    1: ("mean", "basis", "scale", "inside_ref", "outside_ref", "threshold"),
-    2: ("mean", "basis", "scale", "rest_scale", "ref", "threshold", "version"),
-}
+_KEYS = ("mean", "basis", "scale", "rest_scale", "ref", "threshold", "version")
 
 
-def fit(train_features: np.ndarray, components: int | None = None, shrinkage: float = 0.01) -> dict:
+def fit(train_features: np.ndarray, shrinkage: float = 0.01) -> dict:
     """Parameters of the guard from training features (n, d).
 
-    components: principal directions modelled one by one (None: all, i.e. the full covariance);
-    the remaining directions share their mean (shrunk) variance. shrinkage: 0..1, weight of the
+    The principal directions of the training cloud are modelled one by one; the directions
+    beyond its rank (n <= d) share their mean (shrunk) variance. shrinkage: 0..1, weight of the
     mean eigenvalue mixed into every eigenvalue.
     """
     x = np.asarray(train_features, dtype=np.float64)
@@ -48,7 +45,7 @@ def fit(train_features: np.ndarray, components: int | None = None, shrinkage: fl
     eig = np.zeros(d)
     eig[: len(s)] = s**2 / (n - 1)  # directions beyond the rank have zero training variance
     eig = (1.0 - shrinkage) * eig + shrinkage * max(float(eig.mean()), 1e-12)
-    k = len(s) if components is None else int(min(components, len(s)))
+    k = len(s)
     params = {
         "version": VERSION,
         "mean": mean,
@@ -72,27 +69,14 @@ def _distance(x: np.ndarray, params: dict) -> np.ndarray:
     return np.sqrt((inside + outside) / len(params["mean"]))
 
 
-def _parts(x: np.ndarray, params: dict):
-    """Version-1 score parts: RMS whitened distance in the subspace, residual norm."""
-    centred = np.asarray(x, dtype=np.float64) - params["mean"]
-    coords = centred @ params["basis"].T
-    inside = np.sqrt(np.mean((coords / params["scale"]) ** 2, axis=1))
-    outside = np.linalg.norm(centred - coords @ params["basis"], axis=1)
-    return inside, outside
-
-
 def score(features: np.ndarray, params: dict) -> np.ndarray:
-    """Distance of each feature row from the training distribution (about 1 on typical scans;
-    about 2 for version-1 parameter files)."""
+    """Distance of each feature row from the training distribution (about 1 on typical scans)."""
     x = np.atleast_2d(np.asarray(features, dtype=np.float64))
     if x.shape[1] != params["mean"].shape[0]:
         raise ValueError(
             f"features have {x.shape[1]} dims, the guard expects {params['mean'].shape[0]}"
         )
-    if int(params.get("version", 1)) >= 2:
-        return _distance(x, params) / params["ref"]
-    inside, outside = _parts(x, params)
-    return inside / params["inside_ref"] + outside / params["outside_ref"]
+    return _distance(x, params) / params["ref"]
 
 
 def calibrate(params: dict, val_features: np.ndarray, quantile: float = 0.99) -> dict:
@@ -111,11 +95,11 @@ def save(params: dict, path: str | Path) -> None:
 
 
 def load(path: str | Path) -> dict:
-    """Parameters saved by `save`; ValueError when a required array is missing."""
+    """Parameters saved by `save`; ValueError when a required array is missing or the file is
+    of another version."""
     with np.load(path) as z:
         params = {k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files}
-    version = int(params.get("version", 1))
-    missing = [k for k in _KEYS.get(version, _KEYS[VERSION]) if k not in params]
-    if version not in _KEYS or missing:
-        raise ValueError(f"{path} is not a version-{version} OOD guard (missing {missing})")
+    missing = [k for k in _KEYS if k not in params]
+    if missing or int(params["version"]) != VERSION:
+        raise ValueError(f"{path} is not a version-{VERSION} OOD guard (missing {missing})")
     return params

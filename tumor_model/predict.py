@@ -1,13 +1,17 @@
 """Load a trained model from its artifacts folder and predict scans.
 
-The model card carries what the model needs to be used: class names, input size, geometry,
-threshold, and the sha256 of model.keras, which is checked before loading.
+The model card (`tumor_model.artifacts`) carries what the model needs to be used: class names,
+input size, geometry, threshold, and the sha256 of model.keras, which is checked before loading.
+Anything wrong with the folder raises `artifacts.ArtifactError` naming the file, the problem and
+the rebuild command.
+
+`ArtifactError` and `load_scan` are re-exported here: the CLI and the Predict page import them
+from this module.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -17,17 +21,12 @@ import numpy as np
 from PIL import Image
 
 from . import ood
-from .config import CLASS_NAMES
-from .imageio import ImageLoadError, load_image, prepare
+from .artifacts import CARD, GUARD, MODEL, ArtifactError, read_card
+from .config import CLASS_NAMES, GEOMETRIES
+from .explain import Explainer
+from .imageio import ImageLoadError, load_image, load_scan, prepare
 
-REBUILD = (
-    "python -m tumor_model train --data-dir ../shared/data/brain-tumor-dataset "
-    "--weights ../shared/weights/mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5"
-)
-
-
-class ArtifactError(RuntimeError):
-    """The artifacts folder is missing, incomplete or corrupt; the message says how to rebuild."""
+__all__ = ["ArtifactError", "Prediction", "Predictor", "confidence_band", "load_scan"]
 
 
 def confidence_band(probability: float, threshold: float) -> str:
@@ -60,40 +59,27 @@ class Predictor:
     """A loaded model plus its card; predicts PIL images, paths or bytes."""
 
     def __init__(self, artifacts: str | Path = "artifacts"):
-        import keras
-
-        from . import model as _model  # noqa: F401  registers BackbonePreprocess
-
         self.dir = Path(artifacts)
         self.card = read_card(self.dir)
-        path = self.dir / "model.keras"
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != self.card.get("model_sha256"):
-            raise ArtifactError(
-                f"{path} does not match the sha256 in its model card (corrupt or "
-                f"replaced file); rebuild with: {REBUILD}"
-            )
-        try:
-            self.model = keras.saving.load_model(path, safe_mode=True)
-        except (ValueError, OSError, TypeError, KeyError, zipfile.BadZipFile) as err:
-            raise ArtifactError(f"cannot load {path}: {err}; rebuild with: {REBUILD}") from err
         try:
             self.size = int(self.card["input_size"])
-            self.geometry = self.card["geometry"]
+            self.geometry = str(self.card["geometry"])
             self.threshold = float(self.card["threshold"])
             self.class_names = tuple(self.card["class_names"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ArtifactError(
-                f"{self.dir / 'model_card.json'} lacks a valid field ({err!r}); "
-                f"rebuild with: {REBUILD}"
-            ) from err
+        except (TypeError, ValueError) as err:
+            raise ArtifactError(self.dir, CARD, f"has an invalid field ({err})") from err
         if self.class_names != CLASS_NAMES:
-            raise ArtifactError(f"model card class names {self.class_names!r} != {CLASS_NAMES!r}")
-        guard = self.dir / "ood.npz"
+            raise ArtifactError(
+                self.dir, CARD, f"has the class names {self.class_names!r}, not {CLASS_NAMES!r}"
+            )
+        if self.geometry not in GEOMETRIES:
+            raise ArtifactError(self.dir, CARD, f"has an unknown geometry {self.geometry!r}")
+        self.model = _load_model(self.dir, self.card["model_sha256"])
+        guard = self.dir / GUARD
         try:
             self.guard = ood.load(guard) if guard.is_file() else None
         except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            raise ArtifactError(f"{guard} is corrupt ({err}); rebuild with: {REBUILD}") from err
+            raise ArtifactError(self.dir, GUARD, f"is corrupt ({err})") from err
         self._forward = _compiled_forward(self.model, self.size)
         self._explainer = None
         self._lock = threading.Lock()
@@ -156,14 +142,9 @@ class Predictor:
         self.model is never modified)."""
         with self._lock:
             if self._explainer is None:
-                from .explain import Explainer
-
                 last_conv = self.card.get("last_conv")
                 if not last_conv:
-                    raise ArtifactError(
-                        f"{self.dir / 'model_card.json'} has no 'last_conv' "
-                        f"(needed to explain); rebuild with: {REBUILD}"
-                    )
+                    raise ArtifactError(self.dir, CARD, "has no 'last_conv' (needed to explain)")
                 self._explainer = Explainer(self.model, last_conv, self.threshold)
             return self._explainer
 
@@ -174,40 +155,23 @@ class Predictor:
         return pixels, self.explainer().explain(pixels, method, target)
 
 
-def load_scan(source, name: str | None = None, frame: int | None = None):
-    """(RGB PIL image, DicomScan or None): like `imageio.load_image`, but for DICOM it keeps the
-    decoded scan (frames, non-identifying `info`) and returns frame `frame` (None: the default,
-    middle frame; out-of-range values are clipped). Raises ImageLoadError."""
-    from .dicom import frame_to_image, read_dicom
-    from .imageio import MAX_FILE_BYTES, _check_shape, _read_source, sniff_format
+def _load_model(folder: Path, sha256: str):
+    """model.keras, checked against the card's sha256 and loaded in Keras safe mode."""
+    import keras
 
-    data, label = _read_source(source, name)
-    if data and len(data) <= MAX_FILE_BYTES and sniff_format(data) == "DICOM":
-        scan = read_dicom(data, label)
-        index = scan.default_frame if frame is None else min(max(int(frame), 0), scan.n_frames - 1)
-        image = frame_to_image(scan, index)
-        _check_shape(*image.size, label)
-        return image, scan
-    return load_image(data, name=label), None
+    from . import model as _model  # noqa: F401  registers BackbonePreprocess
 
-
-def read_card(folder: str | Path) -> dict:
-    """The model card, or ArtifactError naming what is missing and how to rebuild."""
-    folder = Path(folder)
-    for name in ("model_card.json", "model.keras"):
-        if not (folder / name).is_file():
-            raise ArtifactError(f"{folder / name} is missing; rebuild with: {REBUILD}")
-    try:
-        card = json.loads((folder / "model_card.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    path = folder / MODEL
+    if not path.is_file():
+        raise ArtifactError(folder, MODEL, "is missing")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
         raise ArtifactError(
-            f"{folder / 'model_card.json'} is corrupt ({err}); rebuild with: {REBUILD}"
-        ) from err
-    if not isinstance(card, dict):
-        raise ArtifactError(
-            f"{folder / 'model_card.json'} is not a JSON object; rebuild with: {REBUILD}"
+            folder, MODEL, "does not match the sha256 in its model card (corrupt or replaced file)"
         )
-    return card
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, OSError, TypeError, KeyError, zipfile.BadZipFile) as err:
+        raise ArtifactError(folder, MODEL, f"cannot be loaded ({err})") from err
 
 
 def _compiled_forward(model, size: int):
@@ -221,4 +185,8 @@ def _compiled_forward(model, size: int):
 
     both = keras.Model(model.input, [model.output, model.get_layer("pool").output])
     spec = tf.TensorSpec((None, size, size, 3), tf.float32)
-    return tf.function(lambda batch: both(batch, training=False), input_signature=[spec])
+    # autograph=False: a plain model call needs no conversion, and autograph would write its
+    # converted code to a temporary file (predicting writes no file: test_reliability)
+    return tf.function(
+        lambda batch: both(batch, training=False), input_signature=[spec], autograph=False
+    )
