@@ -12,10 +12,10 @@ randomly initialised, so nothing from ../shared is needed; `--weights
 2-core development machine single rows vary by up to 2x from run to run (docs/experiments.md,
 "A static image shape for the fine-tuning step"), so compare rows over several runs.
 
-Prints a markdown table of images per second for: the augmentation pipeline alone
-(`train.pixel_dataset`, with and without `--resample`), the forward pass alone, and one
-training epoch of the top `--layers` layers without augmentation, with it, and with it plus
-`--resample`. Each is timed after a warm-up pass that traces the graph.
+Prints a markdown table of images per second for: the forward pass alone, and one training
+epoch of the top `--layers` layers (fed by `feed.Batches`, augmented inside the training step by
+`augment.training_model`) without augmentation, with it, and with it plus `--resample`. Each is
+timed after a warm-up pass that traces the step. Runs on the Keras backend in KERAS_BACKEND.
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ def measure(
     weights: str = "none",
 ) -> list[tuple[str, float]]:
     """[(what, images per second)] for the parts of a fine-tuning epoch."""
-    import keras
-
-    from tumor_model import train
+    from tumor_model.augment import training_model
     from tumor_model.config import Settings
+    from tumor_model.feed import Batches
     from tumor_model.model import build_model, set_fine_tune
+    from tumor_model.train import compile_model
 
     if images < 2 or layers < 1 or size < 32:
         raise ValueError(
@@ -64,31 +64,19 @@ def measure(
     with_resample = dataclasses.replace(base, resample=resample)
     model, _, _ = build_model(base)
     set_fine_tune(model, layers)
-    model.compile(
-        optimizer=keras.optimizers.Adam(5e-5),
-        loss="binary_crossentropy",
-        jit_compile=jit_compile,
-    )
-
-    def data(settings):
-        return train.pixel_dataset(pixels, labels, settings, training=True)
-
-    def walk(settings):
-        def run():
-            for _ in data(settings):  # what model.fit pulls, without the model
-                pass
-
-        return run
+    feed = Batches(pixels, labels, base.batch_size, training=True, seed=base.seed)
 
     def fit(settings):
-        return lambda: model.fit(data(settings), epochs=1, verbose=0)
+        trainer = training_model(model, settings)
+        compile_model(trainer, 5e-5)
+        if jit_compile:
+            trainer.jit_compile = True
+        return lambda: trainer.fit(feed, epochs=1, verbose=0, shuffle=False)
 
     def forward():
         model.predict(pixels.astype("float32"), batch_size=base.batch_size, verbose=0)
 
     rows = [
-        ("augmentation pipeline alone", walk(base)),
-        (f"augmentation pipeline alone, + resample {resample}", walk(with_resample)),
         ("forward pass alone (inference)", forward),
         (f"training epoch, top {layers} layers, no augmentation", fit(plain)),
         (f"training epoch, top {layers} layers, augmentation", fit(base)),

@@ -127,3 +127,18 @@ def tiny_artifacts(tiny_dataset, tmp_path_factory) -> Path:
     root, _ = tiny_dataset
     out = tmp_path_factory.mktemp("run") / "artifacts"
     return pipeline.run(tiny_settings(root, out), cv_folds=3)
+
+
+def cli(*args: str, env: dict | None = None, timeout: int = 600):
+    """Run `python -m tumor_model ARGS` from the repo, as a user would."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "tumor_model", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

@@ -4,6 +4,8 @@ import pytest
 
 from tumor_model import split
 
+from conftest import tiny_settings
+
 
 def _thumbs(n, seed=0):
     return np.random.default_rng(seed).uniform(0, 1, (n, 8, 8)).astype(np.float32)
@@ -89,3 +91,36 @@ def test_grouped_folds_keep_groups_whole():
     labels = groups % 2
     for tr, te in split.grouped_folds(labels, groups, 5, 0):
         assert not set(groups[tr]) & set(groups[te])
+
+
+def _sized_dataset(root, sizes=((48, 48), (64, 48), (64, 64), (80, 64), (96, 72), (72, 96))):
+    """Per class, four scans at each of several image sizes (a source per size)."""
+    from PIL import Image
+
+    from conftest import fake_scan
+
+    rng = np.random.default_rng(3)
+    for label, folder in ((1, "Brain Tumor"), (0, "Healthy")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for w, h in sizes:
+            for i in range(4):
+                img = Image.fromarray(fake_scan(rng, bool(label), (h, w)))
+                img.save(root / folder / f"{w}x{h}_{i}.png")
+    return root
+
+
+def test_source_split_keeps_image_sizes_out_of_train(tmp_path):
+    root = _sized_dataset(tmp_path / "data")
+    table, _ = split.prepare_table(tiny_settings(root, tmp_path / "out", split="source"))
+    dims = table.width.astype(str) + "x" + table.height.astype(str)
+    seen = set(dims[table.split == "train"])
+    held = set(dims[table.split != "train"])
+    assert held and seen and not held & seen
+    assert set(table.split) == {"train", "val", "test"}
+    split.check_no_leak(table)
+
+
+def test_split_that_leaves_a_part_empty_names_the_problem(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset  # every generated scan is 64 x 64: one "source"
+    with pytest.raises(ValueError, match=r"source split left .* 1 image sizes"):
+        split.prepare_table(tiny_settings(root, tmp_path / "out", split="source"))

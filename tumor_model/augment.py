@@ -7,6 +7,8 @@ pixels as they are. Pixels stay on the 0-255 scale of the model's input througho
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 from keras import layers, ops
@@ -53,7 +55,7 @@ class Resample(layers.Layer):
 
     The factor is drawn per image from `levels` evenly spaced values, so every tensor keeps a
     static shape (a shape-generic training step ran at half the speed on the CPU; JAX needs
-    static shapes anyway): the batch is resized once per level and each image takes its own.
+    static shapes anyway); each image is resized at its own level only.
     """
 
     def __init__(self, strength: float, levels: int = 8, seed=None, **kwargs):
@@ -74,16 +76,12 @@ class Resample(layers.Layer):
         if not training or not self.strength:
             return x
         side = x.shape[1]
-        sides = self.sides(side)
-        pick = keras.random.randint((ops.shape(x)[0],), 0, len(sides), seed=self.seed_generator)
-        out = ops.zeros_like(x)
-        for i, small in enumerate(sides):
-            y = x
-            if small != side:
-                y = ops.image.resize(x, (small, small), antialias=True)
-                y = ops.image.resize(y, (side, side), interpolation="bilinear")
-            out = out + ops.where(ops.reshape(pick == i, (-1, 1, 1, 1)), y, 0.0)
-        return out
+        branches = [functools.partial(_blur, small=small, side=side) for small in self.sides(side)]
+        pick = keras.random.randint(
+            (ops.shape(x)[0],), 0, len(branches), seed=self.seed_generator, dtype="int32"
+        )
+        # One image at a time, each through its own branch only (a switch, not a select).
+        return ops.map(lambda args: ops.switch(args[1], branches, args[0]), (x, pick))
 
     def get_config(self):
         return {
@@ -92,6 +90,14 @@ class Resample(layers.Layer):
             "levels": self.levels,
             "seed": self.seed,
         }
+
+
+def _blur(image, small: int, side: int):
+    """`image` (side, side, channels) shrunk to small x small (antialiased) and enlarged back."""
+    if small == side:
+        return image
+    image = ops.image.resize(image, (small, small), antialias=True)
+    return ops.image.resize(image, (side, side), interpolation="bilinear")
 
 
 def augmenter(settings: Settings) -> keras.Sequential:

@@ -1,0 +1,77 @@
+"""Training-time augmentation layers (tumor_model.augment): the same on every backend."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from tumor_model import augment
+from tumor_model.config import AUGMENTATIONS, Settings
+
+
+def _checker(n=8, side=32) -> np.ndarray:
+    board = (np.indices((side, side)).sum(axis=0) % 2 * 255.0).astype("float32")
+    return np.repeat(board[None, :, :, None], n, axis=0).repeat(3, axis=3)
+
+
+def test_the_augmentations_the_dashboard_names_are_the_augmenter():
+    settings = Settings()
+    assert augment.step_names(augment.augmenter(settings)) == AUGMENTATIONS
+    blurred = dataclasses.replace(settings, resample=0.5)
+    assert augment.step_names(augment.augmenter(blurred)) == (*AUGMENTATIONS[:5], "resample",
+                                                               *AUGMENTATIONS[5:])  # fmt: skip
+
+
+def test_resample_blurs_but_keeps_shape_and_range():
+    x = _checker()
+    out = keras.ops.convert_to_numpy(augment.Resample(0.5, seed=1)(x, training=True))
+    assert out.shape == x.shape
+    assert out.min() >= -1e-3 and out.max() <= 255 + 1e-3
+    assert out.std() < 0.8 * x.std()  # the finest detail is gone
+    same = augment.Resample(1e-3, seed=1)(x, training=True)  # a factor of ~1 keeps the image
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(same), x, atol=1e-3)
+    assert augment.Resample(0.5).sides(224) == sorted(set(augment.Resample(0.5).sides(224)))
+    assert min(augment.Resample(0.5).sides(224)) == 112
+    with pytest.raises(ValueError, match=r"strength must be in \[0, 1\), got 1.5"):
+        augment.Resample(1.5)
+
+
+def test_resample_draws_a_factor_per_image():
+    x = _checker(n=32)
+    out = keras.ops.convert_to_numpy(augment.Resample(0.7, seed=2)(x, training=True))
+    energy = np.abs(np.diff(out, axis=1)).mean(axis=(1, 2, 3))
+    assert len(np.unique(energy.round(3))) > 2  # images got different blurs
+
+
+def test_gamma_noise_changes_each_image_within_range():
+    x = np.full((16, 8, 8, 3), 128.0, "float32")
+    out = keras.ops.convert_to_numpy(augment.GammaNoise(seed=3)(x, training=True))
+    means = out.mean(axis=(1, 2, 3))
+    assert out.min() >= 0 and out.max() <= 255
+    assert 128 * 0.5**0.4 < means.min() and means.max() < 128 * 0.5**-0.4  # gamma 0.7-1.4
+    assert means.std() > 1  # a gamma per image
+    with pytest.raises(ValueError, match="must be >= 0, got -1"):
+        augment.GammaNoise(log_gamma=-1)
+
+
+@pytest.mark.parametrize("layer", [augment.GammaNoise(seed=0), augment.Resample(0.5, seed=0)])
+def test_augmentation_is_the_identity_at_inference(layer):
+    x = _checker(n=2)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+
+
+def test_training_model_shares_the_weights_and_serialises_its_layers(tmp_path):
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))
+    trainer = augment.training_model(model, Settings(resample=0.3))
+    assert {id(v) for v in model.weights} <= {id(v) for v in trainer.weights}
+    x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(trainer.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert augment.training_model(model, Settings(augment=False)) is model
+    trainer.save(tmp_path / "t.keras")  # the custom layers round-trip
+    again = keras.saving.load_model(tmp_path / "t.keras")
+    assert [type(lr).__name__ for lr in again.get_layer("augment").layers][-2:] == [
+        "Resample",
+        "GammaNoise",
+    ]

@@ -1,0 +1,128 @@
+"""Duplicate-grouped and cross-source CV (tumor_model.crossval) and the `cv` command."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tumor_model import crossval, pipeline, split
+
+from conftest import cli, tiny_settings
+
+
+def _sized_table(n=160, sizes=40, seed=0):
+    """Labels, duplicate groups (a few near-copy pairs) and image sizes for a CV on synthetic
+    features."""
+    rng = np.random.default_rng(seed)
+    label = np.arange(n) % 2
+    group = np.arange(n)
+    group[1:20:2] = group[0:19:2]  # ten pairs of copies, each may join two sizes
+    dims = rng.integers(0, sizes, n)
+    table = pd.DataFrame({"label": label, "group": group, "width": 100 + dims, "height": 90})
+    x = rng.normal(0, 1, (n, 8)).astype("float32")
+    x[:, 0] += 6.0 * label  # a strong, source-independent signal
+    return table, x
+
+
+def test_cross_source_folds_keep_each_image_size_whole():
+    table, _ = _sized_table()
+    groups = split.fold_groups(table, "source")
+    dims = table.width.astype(str) + "x" + table.height.astype(str)
+    seen = {}
+    for k, (_, test) in enumerate(split.grouped_folds(table.label, groups, 3, 314)):
+        for d in set(dims.iloc[test]):
+            assert seen.setdefault(d, k) == k, f"size {d} in folds {seen[d]} and {k}"
+        for g in set(table.group.iloc[test]):
+            assert seen.setdefault(("group", g), k) == k
+    assert len(set(groups)) < table.group.nunique()  # sizes really merged groups
+    with pytest.raises(ValueError, match="'sizes'"):
+        split.fold_groups(table, "sizes")
+
+
+def test_cross_validate_by_source(tmp_path):
+    table, x = _sized_table()
+    settings = tiny_settings(tmp_path, tmp_path / "out", head_epochs=30, patience=30, head_lr=0.01)
+    result = crossval.cross_validate(x, table, settings, 3, "source")
+    assert result["groups"].startswith("source:")
+    assert sum(result["fold_size"]) == len(table) and result["folds"] == 3
+    assert result["metrics"]["accuracy"]["value"] > 0.9  # the signal does not depend on size
+    few = table.assign(width=100)  # one size: every row merges into a handful of groups
+    with pytest.raises(ValueError, match="needs at least 12 groups"):
+        crossval.cross_validate(x, few, settings, 3, "source")
+    assert set(crossval.cv_metrics(x, few, settings, 3)) == {"cv"}
+
+
+def test_cv_command_recomputes_and_saves(tiny_artifacts, tmp_path):
+    import shutil
+
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifacts, art)
+    before = json.loads((art / "metrics.json").read_text())
+    del before["cv"]
+    before["cv_source"] = {"stale": True}
+    (art / "metrics.json").write_text(json.dumps(before))
+    proc = cli("cv", "--artifacts", str(art), "--folds", "3")
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["cv"]["folds"] == 3 and 0 <= printed["cv"]["accuracy"] <= 1
+    assert printed["saved"] is False
+    assert "cv" not in json.loads((art / "metrics.json").read_text())  # not saved
+    proc = cli("cv", "--artifacts", str(art), "--folds", "3", "--save")
+    assert proc.returncode == 0, proc.stderr
+    after = json.loads((art / "metrics.json").read_text())
+    assert after["cv"]["folds"] == 3 and after["test"] == before["test"]
+    assert "cv_source" not in after  # one image size here: skipped, and the old one dropped
+    bad = cli("cv", "--artifacts", str(art), "--folds", "1")
+    assert bad.returncode == 2 and "folds must be >= 2, got 1" in bad.stderr
+
+
+def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    settings = tiny_settings(
+        root, tmp_path / "ft", fine_tune_layers=5, fine_tune_epochs=1, head_epochs=2
+    )
+    out = pipeline.run(settings, cv_folds=3, shortcut=False, samples=False)
+    before = json.loads((out / "metrics.json").read_text())
+    proc = cli(
+        "cv", "--artifacts", str(out), "--folds", "3", "--by", "duplicate", "--fine-tune", "--save"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("full recipe) fold") == 3
+    assert proc.stderr.count("(chosen on validation)") == 3  # a whole `fit` in each fold
+    printed = json.loads(proc.stdout)
+    assert set(printed) == {"cv_fine_tuned", "saved"}
+    assert printed["cv_fine_tuned"]["recipe"].endswith("fine-tuning of the top 5 layers")
+    after = json.loads((out / "metrics.json").read_text())
+    full = after["cv_fine_tuned"]
+    assert full["fold_size"] == before["cv"]["fold_size"]  # the same folds as the frozen CV
+    assert sum(full["fold_size"]) == full["n"] and len(full["fold_accuracy"]) == 3
+    assert after["cv"] == before["cv"] and after["test"] == before["test"]
+    bad = cli("cv", "--artifacts", str(out), "--by", "sizes")
+    assert bad.returncode == 2 and "invalid choice: 'sizes'" in bad.stderr
+
+
+def test_cv_reruns_with_this_machines_feature_cache(tiny_artifacts, tmp_path):
+    """settings.json records the training machine's cache folder (the shipped model's is a /tmp
+    path); `cv --cache-dir` caches elsewhere and gets the same CV as the recorded cache."""
+    here = tmp_path / "cache_here"
+    recorded = crossval.recorded_settings(tiny_artifacts)
+    assert recorded.cache_dir != str(here)
+    assert crossval.recorded_settings(tiny_artifacts, str(here)).cache_dir == str(here)
+    proc = cli(
+        "cv", "--artifacts", str(tiny_artifacts), "--folds", "3", "--by", "duplicate",
+        "--cache-dir", str(here),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [p.suffix for p in here.iterdir()] == [".npz"]  # features extracted into it
+    saved = json.loads((tiny_artifacts / "metrics.json").read_text())["cv"]["metrics"]
+    assert json.loads(proc.stdout)["cv"]["accuracy"] == round(saved["accuracy"]["value"], 4)
+    with pytest.raises(ValueError, match="cache_dir must be a folder path, got ''"):
+        crossval.recorded_settings(tiny_artifacts, "")
+
+
+def test_fine_tuned_cv_refuses_a_frozen_recipe(tiny_artifacts):
+    with pytest.raises(ValueError, match="recipe without fine-tuning"):
+        crossval.cv_artifacts(tiny_artifacts, folds=3, full=True)
+    with pytest.raises(ValueError, match=r"got \['size'\]"):
+        crossval.cv_artifacts(tiny_artifacts, folds=3, by=("size",))

@@ -1,0 +1,65 @@
+"""In-memory feeds (tumor_model.feed.Batches) that work on every Keras backend."""
+
+import numpy as np
+import pytest
+
+from tumor_model.feed import Batches, group_members
+
+
+def _epoch(feed):
+    batches = [feed[i] for i in range(len(feed))]
+    feed.on_epoch_end()
+    return batches
+
+
+def test_training_batches_are_full_shuffled_and_seeded():
+    x = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((10, 4, 4, 3), np.uint8)
+    feed = Batches(x, np.arange(10) % 2, 3, training=True, seed=1)
+    assert len(feed) == 3  # 10 rows, batches of 3: the remainder is dropped
+    first = _epoch(feed)
+    assert all(b.shape == (3, 4, 4, 3) and b.dtype == np.float32 for b, _ in first)
+    second = _epoch(feed)
+    order = [b[:, 0, 0, 0].tolist() for b, _ in first]
+    assert order != [b[:, 0, 0, 0].tolist() for b, _ in second]  # a new order each epoch
+    again = Batches(x, np.arange(10) % 2, 3, training=True, seed=1)
+    assert [b[:, 0, 0, 0].tolist() for b, _ in _epoch(again)] == order  # seeded
+    for b, y in first:  # labels travel with their rows
+        np.testing.assert_array_equal(b[:, 0, 0, 0] % 2, y)
+
+
+def test_evaluation_batches_keep_every_row_in_order():
+    feed = Batches(np.arange(7)[:, None], np.zeros(7), 3, training=False)
+    assert len(feed) == 3
+    rows = np.concatenate([feed[i][0] for i in range(len(feed))]).ravel()
+    np.testing.assert_array_equal(rows, np.arange(7))
+    small = Batches(np.arange(2)[:, None], np.zeros(2), 5, training=True)
+    assert len(small) == 1 and len(small[0][0]) == 2  # one short batch rather than none
+
+
+def test_group_sampling_shows_one_member_of_every_group_each_epoch():
+    groups = np.array(["a", "b", "a", "c", "a", "b"])
+    feed = Batches(np.arange(6)[:, None], np.zeros(6), 1, training=True, groups=groups, seed=3)
+    counts = np.zeros(6)
+    for _ in range(300):
+        shown = np.concatenate([b.ravel() for b, _ in _epoch(feed)]).astype(int)
+        assert sorted(groups[shown]) == ["a", "b", "c"]  # each group once per epoch
+        counts[shown] += 1
+    assert counts[3] == 300  # a group of one is always shown
+    # members of a group take turns: about 100 of 300 epochs each for "a", 150 for "b"
+    assert all(60 < counts[i] < 140 for i in (0, 2, 4)), counts
+    assert all(110 < counts[i] < 190 for i in (1, 5)), counts
+    assert [m.tolist() for m in group_members(groups)] == [[0, 2, 4], [1, 5], [3]]
+
+
+def test_bad_feeds_name_the_problem():
+    x = np.zeros((10, 2))
+    with pytest.raises(ValueError, match="3 groups for 10 images"):
+        Batches(x, np.zeros(10), 2, training=True, groups=[0, 1, 2])
+    with pytest.raises(ValueError, match="groups sample training epochs"):
+        Batches(x, np.zeros(10), 2, training=False, groups=np.arange(10))
+    with pytest.raises(ValueError, match="10 inputs for 9 labels"):
+        Batches(x, np.zeros(9), 2, training=True)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        Batches(x, np.zeros(10), 0, training=True)
+    with pytest.raises(ValueError, match="empty group list"):
+        group_members([])
