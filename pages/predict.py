@@ -16,11 +16,12 @@ import streamlit as st
 
 from tumor_model import artifacts, dicom
 from tumor_model import explain as ex
+from tumor_model import overlay as ov
 from tumor_model.artifacts import ArtifactError
 from tumor_model.dashboard import places, tables
 from tumor_model.dashboard.tables import SHOWN
-from tumor_model.imageio import ImageLoadError
-from tumor_model.predict import Predictor, load_scan
+from tumor_model.imageio import ImageLoadError, load_scan
+from tumor_model.predict import Predictor
 
 ART = places.page()
 CHUNK = 16  # scans per model call (one progress-bar step)
@@ -212,7 +213,7 @@ def explanation_panel(predictor: Predictor, item: dict, stamp: float) -> None:
         help="Grad-CAM and Grad-CAM++ take well under a second; Score-CAM and SmoothGrad 2-3 s.",
     )
     alpha = c2.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="predict_alpha")
-    colormap = c3.selectbox("Colour map", tuple(ex.COLORMAPS), key="predict_colormap")
+    colormap = c3.selectbox("Colour map", tuple(ov.COLORMAPS), key="predict_colormap")
     target = predictor.class_names.index(item["result"]["label"])
     shown = SHOWN[predictor.class_names[target]]
     cache = _cache("maps")
@@ -230,7 +231,7 @@ def explanation_panel(predictor: Predictor, item: dict, stamp: float) -> None:
             return
         _remember(cache, key, expl)
     expl = cache[key]
-    picture = ex.overlay(pixels, expl.heatmap, alpha, colormap)
+    picture = ov.overlay(pixels, expl.heatmap, alpha, colormap)
     left, right = st.columns(2)
     left.image(
         pixels,
@@ -253,7 +254,7 @@ def explanation_panel(predictor: Predictor, item: dict, stamp: float) -> None:
         st.info(f"No region pushed the model towards {shown}: the map is empty.")
     st.download_button(
         "Download overlay (PNG)",
-        ex.to_png(picture),
+        ov.to_png(picture),
         file_name=f"{Path(item['name']).stem}_{method}.png",
         mime="image/png",
         key="predict_overlay_png",

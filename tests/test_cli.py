@@ -8,23 +8,14 @@ import pytest
 
 from tumor_model.cli import build_parser, main
 
-from conftest import REPO
-
-
-def _run(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "tumor_model", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from conftest import REPO, cli
 
 
 def test_help_lists_subcommands():
-    done = _run("--help")
+    done = cli("--help")
     assert done.returncode == 0
-    for sub in ("summarize", "train", "cv", "evaluate", "predict"):
+    for sub in ("summarize", "train", "cv", "report-protocol", "evaluate", "predict", "pack",
+                "refit-guard"):  # fmt: skip
         assert sub in done.stdout
 
 
@@ -68,7 +59,7 @@ def test_train_flags_cover_every_setting():
 def test_summarize_writes_summary(tiny_dataset, tmp_path):
     root, facts = tiny_dataset
     out = tmp_path / "summary.json"
-    done = _run("summarize", "--data-dir", str(root), "--out", str(out))
+    done = cli("summarize", "--data-dir", str(root), "--out", str(out))
     assert done.returncode == 0, done.stderr[-1500:]
     line = json.loads(done.stdout.strip().splitlines()[-1])
     assert line["unreadable"] == 1

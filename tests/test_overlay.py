@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tumor_model import explain
 from tumor_model.overlay import COLORMAPS, colorize, overlay, to_png
 
 
@@ -41,8 +40,3 @@ def test_to_png_round_trips():
     heat = np.linspace(0, 1, 600, dtype=np.float32).reshape(20, 30)
     grey = np.asarray(Image.open(io.BytesIO(to_png(heat))))
     assert grey.shape == (20, 30) and grey.min() == 0 and grey.max() == 255
-
-
-def test_explain_re_exports_the_overlay_names():
-    """The CLI and the Predict page import these from tumor_model.explain."""
-    assert (explain.COLORMAPS, explain.overlay, explain.to_png) == (COLORMAPS, overlay, to_png)

@@ -20,9 +20,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tumor_model import cli
-from tumor_model.artifacts import CARD, MODEL, REBUILD, read_card
+from tumor_model.artifacts import CARD, MODEL, REBUILD, ArtifactError, read_card
 from tumor_model.config import CLASS_NAMES
-from tumor_model.predict import ArtifactError, Predictor, confidence_band, load_scan
+from tumor_model.imageio import load_scan
+from tumor_model.predict import Predictor, confidence_band
 
 from badfiles import bad_files, odd_files, valid_image_bytes
 from conftest import REPO, SHARED_DATA

@@ -39,9 +39,10 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Dataframe
 
 from tumor_model import cli
-from tumor_model.artifacts import REBUILD
+from tumor_model.artifacts import REBUILD, ArtifactError
 from tumor_model.config import CLASS_NAMES
-from tumor_model.predict import ArtifactError, Predictor, load_scan
+from tumor_model.imageio import load_scan
+from tumor_model.predict import Predictor
 
 from badfiles import _dicom_bytes, bad_files
 from conftest import REPO

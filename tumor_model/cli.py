@@ -1,4 +1,5 @@
-"""python -m tumor_model summarize | train | cv | evaluate | predict"""
+"""neuroscan (or python -m tumor_model): summarize | train | cv | report-protocol | evaluate |
+predict | pack | refit-guard"""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-from .config import Settings
-from .explain import COLORMAPS, METHODS
+from .config import GEOMETRIES, Settings
+from .explain import METHODS
+from .overlay import COLORMAPS
 
 SKIP_FIELDS = {"data_dirs", "extra"}
 
@@ -162,9 +164,8 @@ def cmd_predict(args) -> int:
 def _explain_one(predictor, result: dict, args, used: set) -> dict:
     """Write <DIR>/<stem>_<method>.png (a numbered suffix when two inputs share a stem) and add
     its path as "overlay"; the map explains the predicted class."""
-    from .explain import overlay, to_png
-    from .imageio import ImageLoadError
-    from .predict import load_scan
+    from .imageio import ImageLoadError, load_scan
+    from .overlay import overlay, to_png
 
     try:
         image, _ = load_scan(Path(result["file"]), result["file"])
@@ -182,6 +183,32 @@ def _explain_one(predictor, result: dict, args, used: set) -> dict:
     return {**result, "overlay": str(path), "explained": predictor.class_names[target]}
 
 
+def cmd_pack(args) -> int:
+    from .pack import pack
+
+    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr, the result on stdout
+        info = pack(
+            args.data_dir or Settings().data_dirs,
+            args.out,
+            args.size,
+            args.geometry,
+            args.quality,
+            args.dup_thumb,
+            args.weights,
+        )
+    print(json.dumps({k: v for k, v in info.items() if k != "unreadable"}, indent=2))
+    return 0
+
+
+def cmd_refit_guard(args) -> int:
+    from .pipeline import refit_guard
+
+    with contextlib.redirect_stdout(sys.stderr):
+        entry = refit_guard(args.artifacts)
+    print(json.dumps({"artifacts": str(args.artifacts), **entry}))
+    return 0
+
+
 def _cache_dir_arg(p: argparse.ArgumentParser) -> None:
     """--cache-dir for commands that rerun a trained model's recipe on this machine."""
     p.add_argument(
@@ -193,7 +220,7 @@ def _cache_dir_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tumor_model", description=__doc__)
+    parser = argparse.ArgumentParser(prog="neuroscan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("summarize", help="scan a dataset and write dataset_summary.json")
@@ -308,6 +335,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="overlay colormap (default: jet)",
     )
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "pack",
+        help="pack images (as the model sees them, JPEG) and their scan records into a small "
+        "folder that --data-dir reads like the original: for a machine with an upload limit",
+    )
+    p.add_argument("--data-dir", action="append", metavar="DIR", help="default: the shared set")
+    p.add_argument("--out", required=True, help="a new folder")
+    p.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
+    p.add_argument("--geometry", choices=GEOMETRIES, default=Settings.geometry)
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality 1-95 (default 90)")
+    p.add_argument("--dup-thumb", type=int, default=Settings.dup_thumb)
+    p.add_argument("--weights", default=None, help="a backbone weights file to take along")
+    p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser(
+        "refit-guard",
+        help="refit a trained model's out-of-distribution guard (ood.npz) with this version",
+    )
+    p.add_argument("--artifacts", default="artifacts")
+    p.set_defaults(func=cmd_refit_guard)
     return parser
 
 

@@ -14,21 +14,9 @@ from pathlib import Path
 CLASS_NAMES = ("healthy", "tumor")  # index = label = model output order (sigmoid gives P(tumor))
 TUMOR, HEALTHY = 1, 0
 
-HISTORY_COLUMNS = [
-    "epoch",
-    "phase",
-    "loss",
-    "accuracy",
-    "auc",
-    "val_loss",
-    "val_accuracy",
-    "val_auc",
-    "lr",
-    "seconds",
-]  # history.csv, one row per epoch
-
 SPLITS = ("group", "source", "random")
-# What train.pixel_dataset does to each fine-tuning image, in words (the dashboard shows it).
+# What augment.augmenter does to each fine-tuning image, in words (the dashboard shows it;
+# resample is added when settings.resample > 0).
 AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast", "brightness", "gamma", "noise")
 GEOMETRIES = ("crop-pad", "pad", "squash")
 HEADS = ("gap", "flatten")
@@ -73,7 +61,7 @@ class Settings:
     # [1 - resample, 1] and enlarge it back (the blur of lower-resolution scans); 0 = off
     sample_groups: bool = False  # each fine-tuning epoch shows one random file of every
     # duplicate group instead of every file: copies cost time and add nothing new
-    strategy: str = "default"  # "mirrored": tf.distribute.MirroredStrategy (multi-GPU)
+    strategy: str = "default"  # "mirrored": data-parallel on every local device (distribute.py)
     # --- decision ---
     threshold: float = -1.0  # decision threshold; -1 = choose on validation (Youden's J)
     calibrate: bool = True  # temperature scaling fitted on validation

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 from collections import Counter
@@ -59,11 +60,48 @@ def class_of_folder(name: str) -> int | None:
     return None
 
 
+# A packed root (`neuroscan pack`): the model's input pixels as JPEG, plus what scanning the
+# original files found, so that duplicate groups, image sizes and the fingerprint stay theirs.
+PACK_TABLE, PACK_THUMBS, PACK_INFO = "pack.csv", "thumbs.npz", "pack.json"
+
+
+def is_pack(root: str | Path) -> bool:
+    return (Path(root) / PACK_TABLE).is_file()
+
+
+def pack_info(root: str | Path) -> dict:
+    """pack.json of a packed root: the input size and geometry its pixels were prepared with."""
+    try:
+        return json.loads((Path(root) / PACK_INFO).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"packed data root {str(root)!r} has no readable {PACK_INFO}") from err
+
+
+def read_pack(root: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """(table with SCAN_COLUMNS, thumbnails 0-1) of a packed root, rows in the table's order."""
+    root = Path(root)
+    try:
+        table = pd.read_csv(root / PACK_TABLE)
+        with np.load(root / PACK_THUMBS) as z:
+            thumbs = z["thumbs"].astype(np.float32) / 255.0
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"packed data root {str(root)!r} is unreadable: {err}") from err
+    missing = [c for c in SCAN_COLUMNS if c not in table.columns and c != "root"]
+    if missing or len(thumbs) != len(table):
+        raise ValueError(
+            f"packed data root {str(root)!r} is incomplete: columns missing {missing}, "
+            f"{len(thumbs)} thumbnails for {len(table)} rows; pack it again"
+        )
+    return table.assign(root=str(root))[SCAN_COLUMNS], thumbs
+
+
 def find_images(root: str | Path) -> pd.DataFrame:
     """Candidate image files under `root`: columns path (relative to root), root, label."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"data root {str(root)!r} is not a folder")
+    if is_pack(root):
+        return read_pack(root)[0][["path", "root", "label"]]
     rows = []
     for folder, dirs, _ in os.walk(root):
         dirs.sort()
@@ -126,12 +164,36 @@ def _scan_one(root: str, rel: str, thumb_side: int):
     return (info, thumbnail(img, thumb_side)), None
 
 
+def _packed(files: pd.DataFrame, thumb_side: int) -> dict:
+    """{(root, path): (info, thumbnail)} for the rows of `files` that lie in packed roots."""
+    found = {}
+    for root in files.root.unique():
+        if not is_pack(root):
+            continue
+        table, thumbs = read_pack(root)
+        if thumbs.shape[1:] != (thumb_side, thumb_side):
+            raise ValueError(
+                f"packed data root {root!r} holds {thumbs.shape[1]}-pixel duplicate thumbnails, "
+                f"the run asks for {thumb_side}: pack it again with --dup-thumb {thumb_side}"
+            )
+        for row, thumb in zip(table.itertuples(index=False), thumbs, strict=True):
+            info = (row.sha256, row.bytes, row.format, row.mode, row.width, row.height)
+            found[(root, row.path)] = (info, thumb)
+    return found
+
+
 def scan(files: pd.DataFrame, thumb_side: int = 32, workers: int = 4) -> Scanned:
-    """Read every listed file once: sha256, size, format, mode, dimensions and thumbnail."""
+    """Read every listed file once: sha256, size, format, mode, dimensions and thumbnail (for a
+    packed root, what its pack recorded of the original files)."""
+    packed = _packed(files, thumb_side)
+
+    def one(r):
+        if (r.root, r.path) in packed:
+            return packed[(r.root, r.path)], None
+        return _scan_one(r.root, r.path, thumb_side)
+
     with ThreadPoolExecutor(workers) as pool:
-        results = list(
-            pool.map(lambda r: _scan_one(r.root, r.path, thumb_side), files.itertuples(index=False))
-        )
+        results = list(pool.map(one, files.itertuples(index=False)))
     rows, thumbs, bad = [], [], []
     for rec, (ok, error) in zip(files.itertuples(index=False), results, strict=True):
         if ok is None:

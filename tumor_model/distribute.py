@@ -5,12 +5,16 @@ CPU devices): on TensorFlow with
 `tf.distribute.MirroredStrategy` (models and optimisers are built inside its scope), on JAX with
 `keras.distribution.DataParallel` (set globally before the models are built; each batch is
 split along its first axis). Any other value trains on the backend's default device.
-Multi-worker training (several machines) is described in docs/distributed.md.
+Several machines: with TF_CONFIG set, TensorFlow uses `MultiWorkerMirroredStrategy`; with
+KERAS_DISTRIBUTION_JOB_ADDRESSES set, JAX first joins the other processes
+(`keras.distribution.initialize`). How to start them: docs/distributed.md.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 
 import keras
 
@@ -44,13 +48,12 @@ class Devices:
             self.devices = _default_devices(self.backend)
             return
         if self.backend == "tensorflow":
-            import tensorflow as tf
-
-            local = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-            self._tf_strategy = tf.distribute.MirroredStrategy(devices or [d.name for d in local])
+            self._tf_strategy = _tf_strategy(devices)
             self.devices = list(self._tf_strategy.extended.worker_devices)
-            log(f"MirroredStrategy over {len(self.devices)} devices")
+            log(f"{type(self._tf_strategy).__name__} over {len(self.devices)} devices")
         elif self.backend == "jax":
+            if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES") and not _jax_initialised():
+                keras.distribution.initialize()  # several processes: docs/distributed.md
             found = devices or keras.distribution.list_devices()
             keras.distribution.set_distribution(EvenDataParallel(devices=found))
             self.devices = [str(d) for d in found]
@@ -80,6 +83,23 @@ class Devices:
             "strategy": self.strategy,
             "devices": self.devices if self.strategy == "mirrored" else self.devices[:1],
         }
+
+
+def _tf_strategy(devices):
+    """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster, else MirroredStrategy over
+    the local GPUs (else CPU devices)."""
+    import tensorflow as tf
+
+    if json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    local = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy(devices or [d.name for d in local])
+
+
+def _jax_initialised() -> bool:
+    import jax
+
+    return jax.distributed.is_initialized()
 
 
 def _default_devices(backend: str) -> list[str]:

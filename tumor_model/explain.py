@@ -11,8 +11,7 @@ Score-CAM weighs channels by softmax probabilities, which a single sigmoid unit 
 model gets a fixed two-logit layer [0, z]: softmax([0, z]) = [1 - p, p].
 
 `heatmap()` returns a float32 (S, S) map in 0..1 (0 everywhere when nothing pushed the score up);
-`tumor_model.overlay` colours it and blends it over the image (its `COLORMAPS`, `colorize`,
-`overlay` and `to_png` are re-exported here for the CLI and the Predict page).
+`tumor_model.overlay` colours it and blends it over the image.
 
 Speed: tf-keras-vis builds a new Keras model (input -> [output, penultimate maps]) on every CAM
 call and runs it eagerly: about 0.5 s per Grad-CAM on the shipped MobileNetV2, and memory that
@@ -33,8 +32,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-
-from .overlay import COLORMAPS, colorize, overlay, to_png  # noqa: F401  (re-exported)
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "smoothgrad")
 COMPILED = ("gradcam", "gradcam++", "scorecam")  # run on the compiled path by default

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import data
 from .config import Settings
 from .imageio import load_image, prepare
 from .model import input_size, weights_origin
@@ -31,15 +32,27 @@ def cache_key(settings: Settings) -> str:
         "stretch": settings.stretch,
         "version": 2,
     }
+    if any(data.is_pack(root) for root in settings.data_dirs):
+        parts["packed"] = True  # a pack keeps the originals' sha256, not their pixels
     blob = json.dumps(parts, sort_keys=True).encode()
     return f"{settings.backbone}-{input_size(settings)}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
 def load_pixels(images: pd.DataFrame, size: int, geometry: str, workers: int = 4) -> np.ndarray:
-    """uint8 (n, size, size, 3) for rows with root and path columns (files known to be readable)."""
+    """uint8 (n, size, size, 3) for rows with root and path columns (files known to be readable).
+    A packed root holds these pixels already (`neuroscan pack`): they are taken as they are."""
+    packs = {r: data.pack_info(r) for r in images.root.unique() if data.is_pack(r)}
+    for root, info in packs.items():
+        if (info["size"], info["geometry"]) != (size, geometry):
+            raise ValueError(
+                f"packed data root {root!r} holds {info['geometry']} pixels at {info['size']} "
+                f"px; this recipe needs {geometry} at {size} px: pack it again with --size "
+                f"{size} --geometry {geometry}"
+            )
 
     def one(row):
-        return prepare(load_image(Path(row.root) / row.path), size, geometry)
+        image = load_image(Path(row.root) / row.path)
+        return np.asarray(image) if row.root in packs else prepare(image, size, geometry)
 
     with ThreadPoolExecutor(workers) as pool:
         return np.stack(list(pool.map(one, images.itertuples(index=False))))

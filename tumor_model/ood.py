@@ -19,6 +19,7 @@ params) -> distances; save(params, path) / load(path) (an .npz of arrays, no pic
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,11 @@ def calibrate(params: dict, val_features: np.ndarray, quantile: float = 0.99) ->
 
 
 def save(params: dict, path: str | Path) -> None:
-    np.savez(path, **{k: np.asarray(v) for k, v in params.items()})
+    """Write the guard atomically (a temporary file renamed over `path`)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
+    np.savez(tmp, **{k: np.asarray(v) for k, v in params.items()})
+    os.replace(tmp, path)
 
 
 def load(path: str | Path) -> dict:

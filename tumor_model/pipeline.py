@@ -204,19 +204,19 @@ def refit_guard(folder) -> dict:
     """Refit the OOD guard of a trained model in `folder` with the current `ood` (what `run`
     writes) from its pool-layer features of the train/val rows of split.csv; updates ood.npz and
     the card's "ood" entry in place (each written atomically). Returns the card's entry."""
-    from .predict import Predictor
+    from .predict import load_model
 
     folder = Path(folder)
-    predictor = Predictor(folder)
+    card = artifacts.read_card(folder)
+    model = load_model(folder, card["model_sha256"])  # the old guard may be unreadable now
     settings = Settings.from_json(folder / artifacts.SETTINGS)
     table = artifacts.read_csv(folder, artifacts.SPLIT)
     pooled = {}
     for name in ("train", "val"):
         rows = table[table.split == name]
-        _, pooled[name] = predict_pixels(predictor.model, rows, settings, pooled=True)
+        _, pooled[name] = predict_pixels(model, rows, settings, pooled=True)
     guard = ood.calibrate(ood.fit(pooled["train"]), pooled["val"])
     ood.save(guard, folder / artifacts.GUARD)
-    card = artifacts.read_json(folder, artifacts.CARD)
     card["ood"] = {
         **card.get("ood", {}),
         "threshold": guard["threshold"],

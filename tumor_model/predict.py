@@ -4,9 +4,6 @@ The model card (`tumor_model.artifacts`) carries what the model needs to be used
 input size, geometry, threshold, and the sha256 of model.keras, which is checked before loading.
 Anything wrong with the folder raises `artifacts.ArtifactError` naming the file, the problem and
 the rebuild command.
-
-`ArtifactError` and `load_scan` are re-exported here: the CLI and the Predict page import them
-from this module.
 """
 
 from __future__ import annotations
@@ -24,9 +21,7 @@ from . import ood
 from .artifacts import CARD, GUARD, MODEL, ArtifactError, read_card
 from .config import CLASS_NAMES, GEOMETRIES
 from .explain import Explainer
-from .imageio import ImageLoadError, load_image, load_scan, prepare
-
-__all__ = ["ArtifactError", "Prediction", "Predictor", "confidence_band", "load_scan"]
+from .imageio import ImageLoadError, load_image, prepare
 
 
 def confidence_band(probability: float, threshold: float) -> str:
@@ -74,7 +69,7 @@ class Predictor:
             )
         if self.geometry not in GEOMETRIES:
             raise ArtifactError(self.dir, CARD, f"has an unknown geometry {self.geometry!r}")
-        self.model = _load_model(self.dir, self.card["model_sha256"])
+        self.model = load_model(self.dir, self.card["model_sha256"])
         guard = self.dir / GUARD
         try:
             self.guard = ood.load(guard) if guard.is_file() else None
@@ -155,7 +150,7 @@ class Predictor:
         return pixels, self.explainer().explain(pixels, method, target)
 
 
-def _load_model(folder: Path, sha256: str):
+def load_model(folder: Path, sha256: str):
     """model.keras, checked against the card's sha256 and loaded in Keras safe mode."""
     import keras
 

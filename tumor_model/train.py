@@ -136,7 +136,7 @@ def predict_pixels(model, table, settings, batch: int = 64, pooled: bool = False
     for start in range(0, len(table), batch * 4):
         chunk = table.iloc[start : start + batch * 4]
         pix = features.load_pixels(chunk, input_size(settings), settings.geometry)
-        p, f = both.predict(Batches(pix, np.zeros(len(pix)), batch, training=False), verbose=0)
+        p, f = both.predict(pix.astype("float32"), batch_size=batch, verbose=0)
         probs.append(p.ravel())
         pools.append(f)
     if not probs:
