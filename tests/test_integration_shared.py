@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tumor_model import evaluate, features, train
+from tumor_model import crossval, evaluate, features, split, train
 from tumor_model.config import Settings
 from tumor_model.model import build_model
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def table():
     settings = Settings(data_dirs=(str(SHARED_DATA),), weights=str(SHARED_WEIGHTS))
-    frame, summary = train.prepare_table(settings)
+    frame, summary = split.prepare_table(settings)
     return frame, summary
 
 
@@ -43,14 +43,16 @@ def test_frozen_features_head_is_leak_free_and_accurate(table):
     )
     _, feat_model, head = build_model(settings)
     x = features.extract(feat_model, frame, settings, verbose=False)
-    cv = train.cross_validate(x, frame, settings, folds=5)
+    cv = crossval.cross_validate(x, frame, settings, folds=5)
     assert cv["metrics"]["accuracy"]["value"] >= 0.93, cv["metrics"]["accuracy"]
     assert cv["metrics"]["roc_auc"]["value"] >= 0.97, cv["metrics"]["roc_auc"]
     y = frame.label.to_numpy()
     is_train, is_val = (frame.split == "train").to_numpy(), (frame.split == "val").to_numpy()
     train.train_head(head, x, y, is_train, is_val, settings, verbose=0)
     p = head.predict(x, verbose=0).ravel()
-    temperature, threshold = train.decide(y[is_val], p[is_val], settings)
+    temperature, threshold = evaluate.decide(
+        y[is_val], p[is_val], settings.calibrate, settings.threshold
+    )
     test = (frame.split == "test").to_numpy()
     m = evaluate.all_metrics(y[test], evaluate.apply_temperature(p[test], temperature), threshold)
     assert m["accuracy"] >= 0.90, m

@@ -50,12 +50,13 @@ def _settings(args) -> Settings:
 
 def cmd_summarize(args) -> int:
     from . import data, split
+    from .artifacts import write_json
 
     files = data.find_all(args.data_dirs or Settings().data_dirs)
     scanned = data.scan(files, args.dup_thumb)
     groups = split.duplicate_groups(list(scanned.images.sha256), scanned.thumbs, args.dup_threshold)
     summary = data.summarize(scanned, groups)
-    data.write_json(summary, args.out)
+    write_json(summary, args.out)
     per = {k: v["count"] for k, v in summary["classes"].items()}
     print(
         json.dumps(

@@ -204,11 +204,11 @@ def refit_guard(folder) -> dict:
     """Refit the OOD guard of a trained model in `folder` with the current `ood` (what `run`
     writes) from its pool-layer features of the train/val rows of split.csv; updates ood.npz and
     the card's "ood" entry in place (each written atomically). Returns the card's entry."""
-    from .predict import load_model
+    from .predict import load_checked_model
 
     folder = Path(folder)
     card = artifacts.read_card(folder)
-    model = load_model(folder, card["model_sha256"])  # the old guard may be unreadable now
+    model = load_checked_model(folder, card["model_sha256"])  # the old guard may be unreadable now
     settings = Settings.from_json(folder / artifacts.SETTINGS)
     table = artifacts.read_csv(folder, artifacts.SPLIT)
     pooled = {}

@@ -69,7 +69,7 @@ class Predictor:
             )
         if self.geometry not in GEOMETRIES:
             raise ArtifactError(self.dir, CARD, f"has an unknown geometry {self.geometry!r}")
-        self.model = load_model(self.dir, self.card["model_sha256"])
+        self.model = load_checked_model(self.dir, self.card["model_sha256"])
         guard = self.dir / GUARD
         try:
             self.guard = ood.load(guard) if guard.is_file() else None
@@ -150,7 +150,7 @@ class Predictor:
         return pixels, self.explainer().explain(pixels, method, target)
 
 
-def load_model(folder: Path, sha256: str):
+def load_checked_model(folder: Path, sha256: str):
     """model.keras, checked against the card's sha256 and loaded in Keras safe mode."""
     import keras
 
