@@ -26,13 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 def extraction_rate(weights: str, data_dir: str, n: int) -> tuple[float, float, float]:
     """(images/s of uncached feature extraction, images/s of its reading + cropping part alone,
     head training seconds on cached features)."""
-    from tumor_model import features, train
+    from tumor_model import features, split, train
     from tumor_model.config import Settings
     from tumor_model.model import build_model, input_size
 
     with tempfile.TemporaryDirectory() as cache:
         settings = Settings(data_dirs=(data_dir,), weights=weights, cache_dir=cache)
-        table, _ = train.prepare_table(settings)
+        table, _ = split.prepare_table(settings)
         _, feat_model, _ = build_model(settings)
         sample = table.drop_duplicates("sha256").sample(n, random_state=0)
         start = time.perf_counter()
