@@ -223,7 +223,14 @@ def _cache_dir_arg(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neuroscan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _data_commands(sub)
+    _training_commands(sub)
+    _model_commands(sub)
+    return parser
 
+
+def _data_commands(sub) -> None:
+    """summarize, pack, refit-guard: commands that write a summary, a pack or a guard."""
     p = sub.add_parser("summarize", help="scan a dataset and write dataset_summary.json")
     p.add_argument("--data-dir", action="append", dest="data_dirs", metavar="DIR")
     p.add_argument("--out", default="dataset_summary.json")
@@ -231,6 +238,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dup-threshold", type=float, default=Settings.dup_threshold)
     p.set_defaults(func=cmd_summarize)
 
+    p = sub.add_parser(
+        "pack",
+        help="pack images (as the model sees them, JPEG) and their scan records into a small "
+        "folder that --data-dir reads like the original: for a machine with an upload limit",
+    )
+    p.add_argument("--data-dir", action="append", metavar="DIR", help="default: the shared set")
+    p.add_argument("--out", required=True, help="a new folder")
+    p.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
+    p.add_argument("--geometry", choices=GEOMETRIES, default=Settings.geometry)
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality 1-95 (default 90)")
+    p.add_argument("--dup-thumb", type=int, default=Settings.dup_thumb)
+    p.add_argument("--weights", default=None, help="a backbone weights file to take along")
+    p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser(
+        "refit-guard",
+        help="refit a trained model's out-of-distribution guard (ood.npz) with this version",
+    )
+    p.add_argument("--artifacts", default="artifacts")
+    p.set_defaults(func=cmd_refit_guard)
+
+
+def _training_commands(sub) -> None:
+    """train, cv, report-protocol."""
     p = sub.add_parser("train", help="train, evaluate and write artifacts")
     _settings_args(p)
     p.add_argument(
@@ -292,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_report_protocol)
 
+
+def _model_commands(sub) -> None:
+    """evaluate, predict: commands that read a trained model."""
     p = sub.add_parser("evaluate", help="metrics of a trained model on its test split or a folder")
     p.add_argument("--artifacts", default="artifacts")
     p.add_argument(
@@ -336,28 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="overlay colormap (default: jet)",
     )
     p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser(
-        "pack",
-        help="pack images (as the model sees them, JPEG) and their scan records into a small "
-        "folder that --data-dir reads like the original: for a machine with an upload limit",
-    )
-    p.add_argument("--data-dir", action="append", metavar="DIR", help="default: the shared set")
-    p.add_argument("--out", required=True, help="a new folder")
-    p.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
-    p.add_argument("--geometry", choices=GEOMETRIES, default=Settings.geometry)
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality 1-95 (default 90)")
-    p.add_argument("--dup-thumb", type=int, default=Settings.dup_thumb)
-    p.add_argument("--weights", default=None, help="a backbone weights file to take along")
-    p.set_defaults(func=cmd_pack)
-
-    p = sub.add_parser(
-        "refit-guard",
-        help="refit a trained model's out-of-distribution guard (ood.npz) with this version",
-    )
-    p.add_argument("--artifacts", default="artifacts")
-    p.set_defaults(func=cmd_refit_guard)
-    return parser
 
 
 def main(argv=None) -> int:
