@@ -53,7 +53,9 @@ def test_packed_pixels_are_what_the_model_saw(packed):
     seen = features.load_pixels(packed_rows, 32, "crop-pad")  # as training reads the pack
     first = np.stack([prepare(load_image(src), 32, "crop-pad") for src in rows.source])
     error = np.abs(seen.astype(float) - first).mean(axis=(1, 2, 3))
-    assert error.max() < 4.0, error.max()  # grey levels: JPEG's error, no second crop
+    # grey levels: JPEG quality 80 costs up to about 4.5 on these noisy 32 px scans; a second
+    # crop-pad of the packed pixels moved single scans by 13-20
+    assert error.max() < 6.0, error.max()
     with pytest.raises(ValueError, match=r"holds crop-pad pixels at 32 px; this recipe needs pad"):
         features.load_pixels(packed_rows.head(2), 32, "pad")
 

@@ -247,7 +247,7 @@ def _data_commands(sub) -> None:
     p.add_argument("--out", required=True, help="a new folder")
     p.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
     p.add_argument("--geometry", choices=GEOMETRIES, default=Settings.geometry)
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality 1-95 (default 90)")
+    p.add_argument("--quality", type=int, default=80, help="JPEG quality 1-95 (default 80)")
     p.add_argument("--dup-thumb", type=int, default=Settings.dup_thumb)
     p.add_argument("--weights", default=None, help="a backbone weights file to take along")
     p.set_defaults(func=cmd_pack)

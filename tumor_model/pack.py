@@ -41,7 +41,7 @@ def pack(
     out,
     size: int = 224,
     geometry: str = "crop-pad",
-    quality: int = 90,
+    quality: int = 80,
     dup_thumb: int = 32,
     weights: str | None = None,
 ) -> dict:
