@@ -18,7 +18,7 @@ import pandas as pd
 from . import data
 from .config import Settings
 from .imageio import load_image, prepare
-from .model import input_size, weights_origin
+from .model import build_model, input_size, weights_origin
 
 
 def cache_key(settings: Settings) -> str:
@@ -33,7 +33,7 @@ def cache_key(settings: Settings) -> str:
         "version": 2,
     }
     if any(data.is_pack(root) for root in settings.data_dirs):
-        parts["packed"] = True  # a pack keeps the originals' sha256, not their pixels
+        parts["packed"] = True  # a pack keeps the originals' sha256, not their exact pixels
     blob = json.dumps(parts, sort_keys=True).encode()
     return f"{settings.backbone}-{input_size(settings)}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
@@ -99,7 +99,5 @@ def _write(path: Path, table: dict) -> None:
 
 def extract_for(settings: Settings, table: pd.DataFrame) -> np.ndarray:
     """Frozen-base features of `table`'s rows with the backbone `settings` name (cached)."""
-    from .model import build_model
-
     _, feat_model, _ = build_model(settings)
     return extract(feat_model, table, settings)
