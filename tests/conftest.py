@@ -99,10 +99,12 @@ def tiny_dataset(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def tiny_settings(root: Path, out_dir: Path, **kw):
+    """Settings of a quick run on `root` (one root or a list of roots)."""
     from tumor_model.config import Settings
 
+    roots = root if isinstance(root, (list, tuple)) else [root]
     values = dict(
-        data_dirs=(str(root),),
+        data_dirs=tuple(str(r) for r in roots),
         backbone="mobilenetv2",
         weights="none",
         input_size=32,

@@ -61,8 +61,24 @@ def test_find_images_errors(tmp_path):
     with pytest.raises(ValueError, match="no class folders"):
         data.find_images(tmp_path)
     _png(tmp_path / "yes" / "a.png")
-    with pytest.raises(ValueError, match="healthy"):
-        data.find_images(tmp_path)
+    assert list(data.find_images(tmp_path).label) == [1]  # a one-class root is read...
+    with pytest.raises(ValueError, match=r"no images of class \['healthy'\]"):
+        data.find_all([tmp_path])  # ...but the roots together must hold both classes
+
+
+def test_one_class_roots_and_sources(tmp_path):
+    _png(tmp_path / "site-a" / "tumor" / "a.png")
+    _png(tmp_path / "site-b" / "healthy" / "b.png")
+    _png(tmp_path / "site-c" / "no" / "c.png")
+    files = data.find_all(
+        [tmp_path / "site-a", tmp_path / "site-b", tmp_path / "site-c" / "no"]
+    )  # the last root is a class folder itself
+    assert list(files.label) == [1, 0, 0]
+    scanned = data.scan(files)
+    assert list(scanned.images.source) == ["site-a", "site-b", "site-c"]
+    per = data.summarize(scanned, np.arange(3))["sources"]
+    assert per["site-a"]["classes"] == {"healthy": 0, "tumor": 1}
+    assert per["site-a"]["single_class"] and per["site-b"]["duplicate_groups"] == 1
 
 
 def test_scan_reads_every_mode_lists_corrupt_and_lying(tiny_dataset):

@@ -124,3 +124,24 @@ def test_split_that_leaves_a_part_empty_names_the_problem(tiny_dataset, tmp_path
     root, _ = tiny_dataset  # every generated scan is 64 x 64: one "source"
     with pytest.raises(ValueError, match=r"source split left .* 1 image sizes"):
         split.prepare_table(tiny_settings(root, tmp_path / "out", split="source"))
+
+
+def test_each_source_is_split_on_its_own(tmp_path):
+    """Adding a source (here one holding tumours only) leaves the split of the others as it was,
+    so their test figures stay comparable; the new source gets train, val and test rows."""
+    from conftest import fake_scan
+    from PIL import Image
+
+    first = _sized_dataset(tmp_path / "first")
+    other = tmp_path / "other-site" / "tumor"
+    other.mkdir(parents=True)
+    rng = np.random.default_rng(9)
+    for i in range(40):
+        Image.fromarray(fake_scan(rng, True, (80, 80))).save(other / f"{i}.png")
+    alone, _ = split.prepare_table(tiny_settings(first, tmp_path / "a"))
+    both, _ = split.prepare_table(tiny_settings([first, other.parent], tmp_path / "b"))
+    assert list(both.source.unique()) == ["first", "other-site"]
+    mine = both[both.source == "first"].set_index("path").split
+    assert mine.to_dict() == alone.set_index("path").split.to_dict()
+    assert set(both[both.source == "other-site"].split) == {"train", "val", "test"}
+    split.check_no_leak(both)

@@ -41,8 +41,8 @@ HISTORY_COLUMNS = [
 ]  # one row per epoch
 COLUMNS = {
     HISTORY: HISTORY_COLUMNS,
-    PREDICTIONS: ["path", "root", "split", "group", "label", "probability"],
-    SPLIT: ["path", "root", "sha256", "group", "label", "split"],
+    PREDICTIONS: ["path", "root", "source", "split", "group", "label", "probability"],
+    SPLIT: ["path", "root", "source", "sha256", "group", "label", "split"],
     SAMPLES_CSV: ["file", "label", "class_name"],
 }
 
@@ -68,6 +68,8 @@ class ArtifactError(RuntimeError):
 
 TEST, TEST_GROUPS, VAL, VAL_GROUPS = "test", "test_groups", "val", "val_groups"
 RANDOM_SPLIT, SHORTCUT, PROTOCOL = "random_split", "shortcut", "protocol"
+LOSO, ADAPTED = "loso", "adapted"  # leave-one-source-out CV; what `adapt` changed
+TEST_SOURCES = "test_sources"  # the test split per source
 CV_GROUPS = {
     "duplicate": "duplicate groups kept whole",
     "source": "duplicate groups and image sizes kept whole (a proxy for unseen sources)",
@@ -242,6 +244,10 @@ def read_csv(directory: str | Path, name: str) -> pd.DataFrame:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as err:
         raise ArtifactError(directory, name, f"is unreadable ({err})") from err
+    if "source" not in frame.columns and "root" in frame.columns:
+        from .data import sources  # tables written before multi-source training
+
+        frame.insert(frame.columns.get_loc("root") + 1, "source", sources(frame))
     missing = [c for c in COLUMNS.get(name, []) if c not in frame.columns]
     if missing:
         raise ArtifactError(directory, name, f"lacks the columns {missing}")

@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import evaluate, features, split, train
-from .artifacts import CV_GROUPS, SETTINGS, cv_key, update_metrics
+from . import data, evaluate, features, split, train
+from .artifacts import CV_GROUPS, LOSO, SETTINGS, cv_key, update_metrics
 from .config import Settings
 from .model import make_head
 from .progress import log
@@ -84,6 +84,7 @@ def cross_validate(x, table, settings, folds: int, by: str = "duplicate", full=F
         log(f"CV ({by}{recipe}) fold {k + 1}/{folds}: accuracy {fold_acc[-1]:.4f}")
     result = evaluate.report(y, probs, thresholds, settings.bootstrap, settings.seed)
     result.update(
+        by_source=per_source(table, probs, thresholds, settings),
         folds=folds,
         fold_accuracy=fold_acc,
         fold_size=np.bincount(fold_of, minlength=folds).tolist(),
@@ -98,8 +99,82 @@ def cross_validate(x, table, settings, folds: int, by: str = "duplicate", full=F
     return result
 
 
+def per_source(table, probs, thresholds, settings) -> dict:
+    """{source: report} of pooled predictions, when the table holds several sources. A
+    single-class source has sensitivity or specificity only (accuracy is that one rate)."""
+    src = data.sources(table).to_numpy()
+    if len(set(src)) < 2:
+        return {}
+    y, thr = table.label.to_numpy(), np.broadcast_to(np.asarray(thresholds, float), src.shape)
+    return {
+        name: evaluate.report(
+            y[src == name], probs[src == name], thr[src == name], settings.bootstrap, settings.seed
+        )
+        for name in dict.fromkeys(src)
+    }
+
+
+def _held_out_fold(x, table, settings, train_rows, test_rows) -> tuple[np.ndarray, float]:
+    """Frozen head on `train_rows` (validation: the first of INNER_FOLDS grouped folds of them),
+    calibrated test probabilities of `test_rows` and the threshold."""
+    y, groups = table.label.to_numpy(), table.group.to_numpy()
+    rest = np.flatnonzero(train_rows)
+    inner = split.grouped_folds(y[rest], groups[rest], INNER_FOLDS, settings.seed)[0]
+    return _frozen_fold(
+        x, table, rest[inner[0]], rest[inner[1]], np.flatnonzero(test_rows), settings
+    )
+
+
+def leave_source_out(x, table, settings) -> dict:
+    """Leave-one-source-out CV of the frozen stage: for each source, a head trained on the
+    others and tested on it. A held-out one-class source is also tested with a head trained on
+    the two-class sources alone ("twin_absent"): if the other one-class source (its twin of the
+    opposite label) is what made its rate, the two rates differ. "pooled" joins every held-out
+    prediction (each at its own threshold)."""
+    src, y = data.sources(table).to_numpy(), table.label.to_numpy()
+    names = list(dict.fromkeys(src))
+    if len(names) < 2:
+        raise ValueError(f"leave-one-source-out CV needs at least two sources, got {names!r}")
+    two_class = [n for n in names if len(set(y[src == n])) == 2]
+    probs, thresholds, tested = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), bool)
+    out = {}
+    for name in names:
+        held, rest = src == name, src != name
+        if len(set(y[rest])) < 2:
+            log(f"leave-one-source-out: {name} skipped, the other sources hold one class")
+            continue
+        probs[held], thr = _held_out_fold(x, table, settings, rest, held)
+        thresholds[held], tested[held] = thr, True
+        block = evaluate.report(y[held], probs[held], thr, settings.bootstrap, settings.seed)
+        block.update(
+            files=int(held.sum()),
+            classes=sorted(int(c) for c in set(y[held])),
+            trained_on=[n for n in names if n != name],
+        )
+        twins = [n for n in two_class if n != name]
+        if len(set(y[held])) == 1 and twins and set(twins) != set(block["trained_on"]):
+            only = np.isin(src, twins)
+            p_alone, t_alone = _held_out_fold(x, table, settings, only, held)
+            alone = evaluate.report(y[held], p_alone, t_alone, settings.bootstrap, settings.seed)
+            block["twin_absent"] = {**alone, "trained_on": twins}
+        out[name] = block
+        rate = block["metrics"]["balanced_accuracy" if len(block["classes"]) == 2 else "accuracy"]
+        log(f"leave-one-source-out: {name} ({block['files']} files): {rate['value']:.4f}")
+    pooled = evaluate.report(
+        y[tested], probs[tested], thresholds[tested], settings.bootstrap, settings.seed
+    )
+    return {
+        "sources": out,
+        "pooled": pooled,
+        "recipe": "frozen features + head",
+        "groups": "source: each source held out in turn",
+        "backend": keras.backend.backend(),
+    }
+
+
 def cv_metrics(x, table, settings, folds: int, full: bool = False, by=tuple(CV_GROUPS)) -> dict:
-    """{cv_key(by): CV} for each grouping in `by`. Cross-source CV is left out (and logged)
+    """{cv_key(by): CV} for each grouping in `by`, and with "source" and several sources the
+    leave-one-source-out CV ("loso", frozen stage). Cross-source CV is left out (and logged)
     when the data has too few distinct image sizes."""
     out = {}
     for one in by:
@@ -107,6 +182,8 @@ def cv_metrics(x, table, settings, folds: int, full: bool = False, by=tuple(CV_G
             log(f"cross-source CV skipped: too few distinct image sizes for {folds} folds")
             continue
         out[cv_key(one, full)] = cross_validate(x, table, settings, folds, one, full)
+    if "source" in by and not full and data.sources(table).nunique() > 1:
+        out[LOSO] = leave_source_out(x, table, settings)
     return out
 
 
@@ -155,5 +232,6 @@ def cv_artifacts(
     table, x = recipe_features(settings)
     result = cv_metrics(x, table, settings, folds, full, by)
     if save:  # a skipped cross-source CV must not leave an old one
-        update_metrics(folder, result, drop=[cv_key(one, full) for one in by])
+        drop = [cv_key(one, full) for one in by] + ([LOSO] if "source" in by and not full else [])
+        update_metrics(folder, result, drop=drop)
     return result

@@ -47,7 +47,18 @@ HEALTHY_ALIASES = {
     "nontumorous",
 }
 SKIP_SUFFIXES = {".csv", ".json", ".txt", ".md", ".xlsx", ".py", ".db", ".ini"}
-SCAN_COLUMNS = ["path", "root", "label", "sha256", "bytes", "format", "mode", "width", "height"]
+SCAN_COLUMNS = [
+    "path",
+    "root",
+    "label",
+    "sha256",
+    "bytes",
+    "format",
+    "mode",
+    "width",
+    "height",
+    "source",
+]
 
 
 def class_of_folder(name: str) -> int | None:
@@ -86,6 +97,8 @@ def read_pack(root: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
             thumbs = z["thumbs"].astype(np.float32) / 255.0
     except (OSError, ValueError, KeyError) as err:
         raise ValueError(f"packed data root {str(root)!r} is unreadable: {err}") from err
+    if "source" not in table.columns:  # packs older than multi-source training
+        table = table.assign(source=source_of(root))
     missing = [c for c in SCAN_COLUMNS if c not in table.columns and c != "root"]
     if missing or len(thumbs) != len(table):
         raise ValueError(
@@ -95,18 +108,30 @@ def read_pack(root: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
     return table.assign(root=str(root))[SCAN_COLUMNS], thumbs
 
 
+def source_of(root: str | Path) -> str:
+    """The source a root holds: its folder name (``../shared/data/oasis-healthy`` ->
+    ``oasis-healthy``; a root that is a class folder, ``site/healthy``, is ``site``), the unit
+    that leave-one-source-out CV holds out."""
+    root = Path(root).resolve()
+    return root.parent.name if class_of_folder(root.name) is not None else root.name
+
+
 def find_images(root: str | Path) -> pd.DataFrame:
-    """Candidate image files under `root`: columns path (relative to root), root, label."""
+    """Candidate image files under `root`: columns path (relative to root), root, label.
+
+    A root may hold one class only (``figshare-cheng-t1ce/tumor/``), or be a class folder itself
+    (``--data-dir scans/healthy``); `find_all` checks that the roots together hold both."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"data root {str(root)!r} is not a folder")
     if is_pack(root):
         return read_pack(root)[0][["path", "root", "label"]]
+    own = class_of_folder(root.name)
     rows = []
     for folder, dirs, _ in os.walk(root):
         dirs.sort()
-        label = class_of_folder(Path(folder).name)
-        if label is None or folder == str(root):
+        label = own if folder == str(root) else class_of_folder(Path(folder).name)
+        if label is None:
             continue
         dirs.clear()  # the topmost class folder owns everything below it
         for sub, _, subfiles in os.walk(folder):
@@ -118,20 +143,25 @@ def find_images(root: str | Path) -> pd.DataFrame:
     if not rows:
         raise ValueError(
             f"no class folders under {str(root)!r}: expected e.g. 'Brain Tumor/' and 'Healthy/', "
-            "'yes/' and 'no/', or 'tumor/' and 'notumor/'"
+            "'yes/' and 'no/', 'tumor/' and 'notumor/', or one of them alone"
         )
     frame = pd.DataFrame(rows, columns=["path", "root", "label"])
-    missing = set(CLASS_NAMES) - {CLASS_NAMES[i] for i in frame.label.unique()}
-    if missing:
-        raise ValueError(f"data root {str(root)!r} has no images of class {sorted(missing)}")
     return frame.sort_values(["label", "path"], ascending=[False, True], ignore_index=True)
 
 
-def find_all(roots) -> pd.DataFrame:
-    """find_images over several roots, merged."""
+def find_all(roots, both_classes: bool = True) -> pd.DataFrame:
+    """find_images over several roots, merged; with `both_classes`, ValueError unless the roots
+    together hold images of both classes (each root may hold one)."""
     if isinstance(roots, (str, Path)):
         roots = [roots]
-    return pd.concat([find_images(r) for r in roots], ignore_index=True)
+    frame = pd.concat([find_images(r) for r in roots], ignore_index=True)
+    missing = set(CLASS_NAMES) - {CLASS_NAMES[i] for i in frame.label.unique()}
+    if both_classes and missing:
+        raise ValueError(
+            f"data roots {[str(r) for r in roots]!r} hold no images of class {sorted(missing)}: "
+            "add a root with them (a one-class root needs a partner)"
+        )
+    return frame
 
 
 @dataclass(frozen=True)
@@ -161,7 +191,7 @@ def _scan_one(root: str, rel: str, thumb_side: int):
     except (ImageLoadError, OSError, ValueError) as err:
         return None, str(err)
     info = (hashlib.sha256(data).hexdigest(), len(data), fmt, mode, img.width, img.height)
-    return (info, thumbnail(img, thumb_side)), None
+    return (info + (source_of(root),), thumbnail(img, thumb_side)), None
 
 
 def _packed(files: pd.DataFrame, thumb_side: int) -> dict:
@@ -177,7 +207,7 @@ def _packed(files: pd.DataFrame, thumb_side: int) -> dict:
                 f"the run asks for {thumb_side}: pack it again with --dup-thumb {thumb_side}"
             )
         for row, thumb in zip(table.itertuples(index=False), thumbs, strict=True):
-            info = (row.sha256, row.bytes, row.format, row.mode, row.width, row.height)
+            info = (row.sha256, row.bytes, row.format, row.mode, row.width, row.height, row.source)
             found[(root, row.path)] = (info, thumb)
     return found
 
@@ -204,6 +234,14 @@ def scan(files: pd.DataFrame, thumb_side: int = 32, workers: int = 4) -> Scanned
     images = pd.DataFrame(rows, columns=SCAN_COLUMNS)
     shape = (0, thumb_side, thumb_side)
     return Scanned(images, np.stack(thumbs) if thumbs else np.zeros(shape, np.float32), bad)
+
+
+def sources(table: pd.DataFrame) -> pd.Series:
+    """Source of each row: its `source` column, or for tables written before multi-source
+    training (no such column) the source of its root."""
+    if "source" in table.columns:
+        return table.source.astype(str)
+    return table.root.map(source_of)
 
 
 def fingerprint(images: pd.DataFrame) -> str:
@@ -242,12 +280,36 @@ def summarize(scanned: Scanned, groups: np.ndarray | None = None) -> dict:
         "images": int(len(df)),
         "roots": sorted(set(df.root)),
         "classes": per_class,
+        "sources": per_source(df, groups),
         "unreadable": scanned.unreadable,
         "fingerprint": fingerprint(df),
         "duplicates": duplicate_audit(df, groups),
     }
     summary["metadata"] = [m for r in summary["roots"] if (m := _metadata_check(r, df)) is not None]
     return summary
+
+
+def per_source(df: pd.DataFrame, groups: np.ndarray | None = None) -> dict:
+    """{source: files, files per class, formats, image sizes, duplicate groups} in the order the
+    sources were given. A single-class source is marked: its look alone tells its label."""
+    out = {}
+    frame = df.assign(group=groups if groups is not None else -1)
+    for name, part in frame.groupby("source", sort=False):
+        counts = {c: int((part.label == i).sum()) for i, c in enumerate(CLASS_NAMES)}
+        sizes = Counter(zip(part.width, part.height, strict=True))
+        out[str(name)] = {
+            "files": int(len(part)),
+            "classes": counts,
+            "single_class": sum(v > 0 for v in counts.values()) == 1,
+            "formats": dict(Counter(part.format)),
+            "image_sizes": len(sizes),
+            "common_sizes": {f"{w}x{h}": n for (w, h), n in sizes.most_common(3)},
+            "median_width": float(part.width.median()),
+            "median_height": float(part.height.median()),
+            "duplicate_groups": int(part.group.nunique()) if groups is not None else None,
+            "roots": sorted(set(part.root)),
+        }
+    return out
 
 
 def duplicate_audit(df: pd.DataFrame, groups: np.ndarray | None) -> dict:

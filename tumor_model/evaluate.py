@@ -7,7 +7,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from sklearn import metrics as skm
 
-POINT_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1")
+POINT_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1")
 SCORE_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
 
 
@@ -45,10 +45,12 @@ def _ratio(a: int, b: int) -> float:
 def point_metrics(c: dict) -> dict:
     tp, fn, tn, fp = c["tp"], c["fn"], c["tn"], c["fp"]
     precision, sensitivity = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    specificity = _ratio(tn, tn + fp)
     return {
         "accuracy": _ratio(tp + tn, tp + tn + fp + fn),
+        "balanced_accuracy": (sensitivity + specificity) / 2,  # nan unless both classes
         "sensitivity": sensitivity,
-        "specificity": _ratio(tn, tn + fp),
+        "specificity": specificity,
         "precision": precision,
         "f1": _ratio(2 * tp, 2 * tp + fp + fn),
     }

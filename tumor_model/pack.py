@@ -105,7 +105,8 @@ def _write_images(images: pd.DataFrame, folder: Path, size, geometry, quality) -
                 "mode": row.mode,
                 "width": row.width,
                 "height": row.height,
-                "source": f"{row.root}/{row.path}",
+                "source": row.source,
+                "original": f"{row.root}/{row.path}",
                 "packed_sha256": hashlib.sha256(blob).hexdigest(),
             }
         )

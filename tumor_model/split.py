@@ -122,6 +122,20 @@ def group_split(labels, groups, val_fraction: float, test_fraction: float, seed:
     return split
 
 
+def by_source(table: pd.DataFrame, keep: np.ndarray, split_one) -> np.ndarray:
+    """Split every source on its own: `split_one(rows_mask)` -> split names of those rows. A
+    group kept whole that spans sources goes with the source of its first row. So a source's
+    rows get the split they would get with that source alone, and adding sources does not move
+    the test files of the others (their figures stay comparable)."""
+    src = data.sources(table).to_numpy()
+    owner = pd.Series(src).groupby(np.asarray(keep)).transform("first").to_numpy()
+    out = np.empty(len(table), dtype=object)
+    for name in dict.fromkeys(owner):
+        rows = owner == name
+        out[rows] = split_one(rows)
+    return out
+
+
 def random_split(n: int, seed: int = 314) -> np.ndarray:
     """The report's protocol: train_test_split(train_size=0.8), then the rest halved (val, test)."""
     idx = np.arange(n)
@@ -169,14 +183,18 @@ def prepare_table(settings: Settings) -> tuple[pd.DataFrame, dict]:
         log(f"skipped unreadable file: {bad['error']}")
     groups = duplicate_groups(list(scanned.images.sha256), scanned.thumbs, settings.dup_threshold)
     table = scanned.images.assign(group=groups)
+    labels = table.label.to_numpy()
     if settings.split in ("group", "source"):
         keep = fold_groups(table, "duplicate" if settings.split == "group" else "source")
-        table["split"] = group_split(
-            table.label, keep, settings.val_fraction, settings.test_fraction, settings.seed
+        fractions = (settings.val_fraction, settings.test_fraction, settings.seed)
+        table["split"] = by_source(
+            table, keep, lambda rows: group_split(labels[rows], keep[rows], *fractions)
         )
         check_no_leak(table)
     else:
-        table["split"] = random_split(len(table), settings.seed)
+        table["split"] = by_source(
+            table, table.group, lambda rows: random_split(int(rows.sum()), settings.seed)
+        )
     empty = [name for name in SPLIT_NAMES if not (table.split == name).any()]
     if empty:
         sizes = table.groupby(["width", "height"]).ngroups
@@ -186,6 +204,6 @@ def prepare_table(settings: Settings) -> tuple[pd.DataFrame, dict]:
             f"(a source split needs many image sizes) or use another split"
         )
     summary = data.summarize(scanned, groups)
-    counts = table.groupby(["split", "label"]).size().unstack(fill_value=0)
+    counts = table.groupby(["source", "split", "label"]).size().unstack(fill_value=0)
     log(f"{table.group.nunique()} duplicate groups; split ({settings.split}):\n{counts}")
     return table, summary

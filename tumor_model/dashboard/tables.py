@@ -6,16 +6,19 @@ Metrics are computed by `tumor_model.evaluate`; this module only selects, names 
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .. import artifacts, evaluate
-from ..config import AUGMENTATIONS, CLASS_NAMES
+from ..config import AUGMENTATIONS, CLASS_NAMES, DISPLAY_NAMES
 
 PERCENT = {*evaluate.POINT_METRICS, "fraction_tumor"}  # shown as percentages
 LABELS = {
     "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
     "sensitivity": "Sensitivity",
     "specificity": "Specificity",
     "precision": "Precision",
@@ -25,7 +28,7 @@ LABELS = {
     "brier": "Brier score",
     "ece": "ECE",
 }
-SHOWN = {"tumor": "tumour", "healthy": "no tumour"}  # class names as the Predict page says them
+SHOWN = DISPLAY_NAMES  # class names as every page says them (config.DISPLAY_NAMES)
 
 # ----------------------------------------------------------------------------- formatting
 
@@ -105,15 +108,38 @@ def protocol_caption(metrics: dict | None) -> str:
     return f"Cells: value (95% CI). {short} = {long}; per group = {groups}."
 
 
-def protocol_table(metrics: dict, names=("accuracy", "sensitivity", "specificity", "roc_auc")):
-    """Rows = evaluation protocols present in metrics.json, cells = 'value (95% CI)'."""
+RESULT_METRICS = ("accuracy", "sensitivity", "specificity", "roc_auc", "ece")
+
+
+def results_table(metrics: dict, names=RESULT_METRICS) -> pd.DataFrame:
+    """The results table: one row per evaluation protocol present in metrics.json (in the
+    contract's order), cells = 'value (95% CI)'. The one place its rows are built."""
     rows = []
     for key, (short, _) in reported_protocols(metrics).items():
         items, folds = metric_items(metrics[key]), metrics[key].get("folds")
         row = {"protocol": short, "n": metrics[key].get("n"), "folds": str(folds) if folds else "-"}
         row.update({LABELS[k]: fmt_cell(k, items[k]) if k in items else "n/a" for k in names})
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["protocol", "n", "folds", *(LABELS[k] for k in names)])
+
+
+def headline_block(card: dict | None, metrics: dict | None) -> dict:
+    """The Overview's headline: the test split's accuracy, ROC AUC and ECE (with CIs) and, when
+    reported, the cross-source CV accuracy; name -> {"label", "value", "ci", "key"}."""
+    out = {}
+    for name in ("accuracy", "roc_auc", "ece"):
+        item = headline(card, metrics, name)
+        if item is not None:
+            out[name] = {"label": "Test " + LABELS[name], "key": name, **_shown_item(name, item)}
+    source = metric_items((metrics or {}).get("cv_source")).get("accuracy")
+    if source is not None:
+        label = f"{artifacts.PROTOCOLS['cv_source'][0]} accuracy"
+        out["cv_source"] = {"label": label, "key": "accuracy", **_shown_item("accuracy", source)}
+    return out
+
+
+def _shown_item(name: str, item: dict) -> dict:
+    return {"value": fmt_value(name, item.get("value")), "ci": ci_text(name, item)}
 
 
 def fold_table(metrics: dict | None) -> pd.DataFrame:
@@ -169,15 +195,42 @@ def model_facts(card: dict) -> pd.DataFrame:
         "Fine-tuning epoch": epoch_sampling(settings),
         "Decision threshold": _round(card.get("threshold")),
         "Temperature": _round(card.get("temperature")),
-        "Training data": ", ".join(settings.get("data_dirs", [])) or None,
+        "Training data": ", ".join(shown_path(d) for d in settings.get("data_dirs", [])) or None,
         "Split": card.get("split", settings.get("split")),
-        "Weights": card.get("weights_origin"),
+        "Weights": _file_name(card.get("weights_origin")),
         "Trained at": trained_when(card),
-        "Training time (s)": card.get("train_seconds"),
+        "Training time": minutes(card.get("train_seconds")),
     }
     return pd.DataFrame(
         [(k, str(v)) for k, v in facts.items() if v is not None], columns=["property", "value"]
     )
+
+
+def minutes(seconds) -> str | None:
+    """'21 min 0 s' from seconds; None when not a number."""
+    if not isinstance(seconds, (int, float)) or not np.isfinite(seconds):
+        return None
+    whole = int(round(seconds))
+    return f"{whole // 60} min {whole % 60} s"
+
+
+def _file_name(value) -> str | None:
+    """The file name of a weights path (no folder of the machine that trained); None if unset."""
+    return Path(str(value)).name if value not in (None, "") else None
+
+
+def shown_path(path, base: str | Path | None = None) -> str:
+    """A path as the dashboard shows it, never absolute: relative to the app folder (`base`,
+    default places.APP_DIR) when within two '..' of it, else its last two names."""
+    from .places import APP_DIR
+
+    given = Path(str(path))
+    if not given.is_absolute():
+        return given.as_posix()
+    rel = Path(os.path.relpath(given.resolve(), Path(base or APP_DIR).resolve()))
+    if rel.parts.count("..") <= 2:
+        return rel.as_posix()
+    return Path(*given.parts[-2:]).as_posix()
 
 
 def augmentation(settings: dict) -> str | None:
@@ -208,7 +261,7 @@ def data_counts(card: dict) -> pd.DataFrame:
     """model_card data_counts ({label: {split: n}}) as split x class counts."""
     counts = card.get("data_counts") or {}
     rows = [
-        {"split": s, "class": CLASS_NAMES[int(lab)], "count": int(n)}
+        {"split": s, "class": DISPLAY_NAMES[CLASS_NAMES[int(lab)]], "count": int(n)}
         for lab, per in counts.items()
         for s, n in per.items()
         if n == n
@@ -245,6 +298,21 @@ def threshold_metrics(frame: pd.DataFrame, threshold: float, n_boot: int = 1000,
     return evaluate.bootstrap_point_metrics(frame.label, frame.probability, threshold, n_boot, seed)
 
 
+def point_items(
+    frame: pd.DataFrame, block: dict | None, threshold: float, model_threshold: float
+) -> tuple[dict, bool]:
+    """(point metrics with 95% CIs, recomputed?) at `threshold`: metrics.json's values and CIs
+    when the threshold is the model's and the block holds them (one source for every page),
+    else recomputed here by bootstrap (only for a threshold the user moved)."""
+    items = metric_items(block)
+    stored = {n: items[n] for n in evaluate.POINT_METRICS if n in items}
+    at_model = abs(float(threshold) - float(model_threshold)) < 1e-9
+    block_threshold = (block or {}).get("threshold", model_threshold)
+    if at_model and stored and abs(float(block_threshold) - float(model_threshold)) < 1e-9:
+        return stored, False
+    return threshold_metrics(frame, threshold), True
+
+
 def score_items(block: dict | None, frame: pd.DataFrame) -> dict:
     """Threshold-free metrics: metrics.json values with CIs, else computed without CI."""
     items = metric_items(block)
@@ -255,23 +323,55 @@ def score_items(block: dict | None, frame: pd.DataFrame) -> dict:
     return {n: {"value": v} for n, v in scores.items()}
 
 
-def calibration_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The reliability table of `frame` (evaluate.calibration_bins) as a DataFrame."""
-    bins = evaluate.calibration_bins(frame.label, frame.probability)
+def calibration_table(frame: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
+    """The reliability table with bins of equal count: predictions sorted by P(tumour) and cut
+    into `bins` parts of (nearly) the same size, so no point stands for a handful of images.
+    Columns: bin_low, bin_high (lowest and highest probability inside), n, mean_probability,
+    fraction_tumor. (metrics.json's ECE uses evaluate's equal-width bins.)"""
     columns = ["bin_low", "bin_high", "n", "mean_probability", "fraction_tumor"]
-    return pd.DataFrame(bins, columns=columns)
+    p = frame.probability.to_numpy(float)
+    y = frame.label.to_numpy(float)
+    order = np.argsort(p, kind="stable")
+    rows = [
+        {
+            "bin_low": float(p[part].min()),
+            "bin_high": float(p[part].max()),
+            "n": int(len(part)),
+            "mean_probability": float(p[part].mean()),
+            "fraction_tumor": float(y[part].mean()),
+        }
+        for part in np.array_split(order, min(bins, len(p)))
+        if len(part)
+    ]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def gallery_rows(test: pd.DataFrame, threshold: float, k: int = 8) -> dict:
-    """Misclassified (most confident first) and least-confident test files, one per group."""
-    wrong = (test.probability >= threshold).astype(int) != test.label
-    frame = test.assign(margin=(test.probability - threshold).abs())
+    """Every misclassified test file (most confident error first) and the k least-confident
+    test files (one per duplicate group), each with 'file', 'truth', 'predicted' and 'caption'."""
+    predicted = (test.probability >= threshold).astype(int)
+    frame = test.assign(
+        margin=(test.probability - threshold).abs(),
+        file=[Path(str(p)).name for p in test.path],
+        truth=[SHOWN[CLASS_NAMES[int(v)]] for v in test.label],
+        predicted=[SHOWN[CLASS_NAMES[int(v)]] for v in predicted],
+    )
+    frame["caption"] = [
+        f"{f} · truth {t} / predicted {q} · p={v:.3f}"
+        for f, t, q, v in zip(
+            frame.file, frame.truth, frame.predicted, frame.probability, strict=True
+        )
+    ]
+    wrong = frame[predicted != test.label].sort_values(["margin", "path"], ascending=[False, True])
+    least = frame.sort_values(["margin", "path"]).drop_duplicates("group").head(k)
+    return {"misclassified": wrong.reset_index(drop=True), "least confident": least}
 
-    def pick(rows, ascending):
-        ordered = rows.sort_values(["margin", "path"], ascending=[ascending, True])
-        return ordered.drop_duplicates("group").head(k)
 
-    return {"misclassified": pick(frame[wrong], False), "least confident": pick(frame, True)}
+def page_of(frame: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
+    """Rows of the 1-based `page` (clipped to the pages there are)."""
+    pages = max(1, -(-len(frame) // per_page))
+    page = min(max(int(page), 1), pages)
+    return frame.iloc[(page - 1) * per_page : page * per_page]
 
 
 def results_frame(items: list[dict]) -> pd.DataFrame:
@@ -284,7 +384,16 @@ def results_frame(items: list[dict]) -> pd.DataFrame:
         else:
             rows.append({**res, "label": SHOWN.get(res["label"], res["label"]), "error": ""})
     columns = ["file", "probability", "label", "band", "out_of_distribution", "ood_score"]
-    return pd.DataFrame(rows).reindex(columns=[*columns, "threshold", "error"])
+    frame = pd.DataFrame(rows).reindex(columns=[*columns, "threshold", "error"])
+    for name, digits in ROUNDING.items():
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").round(digits)
+    text = ["label", "band", "error"]
+    frame[text] = frame[text].fillna("").astype(str)
+    frame["out_of_distribution"] = frame.out_of_distribution.astype("boolean")
+    return frame
+
+
+ROUNDING = {"probability": 4, "threshold": 4, "ood_score": 2}  # digits in the table and CSV
 
 
 # ----------------------------------------------------------------------------- training
