@@ -126,3 +126,59 @@ def test_fine_tuned_cv_refuses_a_frozen_recipe(tiny_artifacts):
         crossval.cv_artifacts(tiny_artifacts, folds=3, full=True)
     with pytest.raises(ValueError, match=r"got \['size'\]"):
         crossval.cv_artifacts(tiny_artifacts, folds=3, by=("size",))
+
+
+def _three_sources(seed=0):
+    """Source a (both classes), b (tumours only), c (healthy only), on synthetic features where
+    feature 0 carries the class and feature 1 the source b/c look (the one-class shortcut)."""
+    table, x = _sized_table(n=240, seed=seed)
+    source = np.array(["a"] * 120 + ["b"] * 60 + ["c"] * 60)
+    table["label"] = np.r_[np.arange(120) % 2, np.ones(60, int), np.zeros(60, int)]
+    table["group"] = np.arange(240)
+    table["source"] = source
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (240, 8)).astype("float32")
+    x[:, 0] += 6.0 * table.label.to_numpy()
+    x[:, 1] += np.where(source == "b", 5.0, np.where(source == "c", -5.0, 0.0))
+    return table, x
+
+
+def test_leave_one_source_out_holds_each_source_out(tmp_path):
+    table, x = _three_sources()
+    settings = tiny_settings(
+        tmp_path, tmp_path / "out", bootstrap=20, head_epochs=30, patience=30, head_lr=0.01
+    )
+    result = crossval.leave_source_out(x, table, settings)
+    blocks = result["sources"]
+    assert list(blocks) == ["a", "b", "c"]
+    assert blocks["a"]["trained_on"] == ["b", "c"] and blocks["a"]["classes"] == [0, 1]
+    assert blocks["b"]["files"] == 60 and blocks["b"]["classes"] == [1]
+    # a one-class source is also scored by a head that saw only the two-class sources
+    assert blocks["b"]["twin_absent"]["trained_on"] == ["a"]
+    assert blocks["c"]["twin_absent"]["trained_on"] == ["a"]
+    assert "twin_absent" not in blocks["a"]
+    b = blocks["b"]["metrics"]
+    assert b["sensitivity"]["value"] == b["accuracy"]["value"]  # tumours only
+    assert np.isnan(b["specificity"]["value"]) and np.isnan(b["balanced_accuracy"]["value"])
+    assert result["pooled"]["n"] == 240
+    assert blocks["b"]["twin_absent"]["n"] == 60 and blocks["b"]["twin_absent"]["n_tumor"] == 60
+
+
+def test_cv_rows_flatten_every_block(tmp_path):
+    from tumor_model.evaluate import cv_rows
+
+    table, x = _three_sources(seed=1)
+    settings = tiny_settings(tmp_path, tmp_path / "out", bootstrap=20)
+    result = {"loso": crossval.leave_source_out(x, table, settings)}
+    rows = cv_rows(result)
+    assert [r["block"] for r in rows] == [
+        "loso: pooled",
+        "loso",
+        "loso",
+        "loso: twin absent",
+        "loso",
+        "loso: twin absent",
+    ]
+    assert [r["held_out"] for r in rows[1:]] == ["a", "b", "b", "c", "c"]
+    assert rows[2]["specificity"] is None and rows[2]["sensitivity"] is not None
+    assert rows[0]["files"] == 240
