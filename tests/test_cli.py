@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -67,6 +68,30 @@ def test_summarize_writes_summary(tiny_dataset, tmp_path):
     assert summary["unreadable"][0]["path"] == facts["corrupt"]
 
 
+def test_summarize_reports_each_source(tiny_dataset, tmp_path):
+    """A second, one-class root (tumours only) is its own source in the summary."""
+    from PIL import Image
+
+    from conftest import fake_scan
+
+    root, _ = tiny_dataset
+    other = tmp_path / "other-site" / "tumour"
+    other.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for i in range(5):
+        Image.fromarray(fake_scan(rng, True, (90, 90))).save(other / f"{i}.png")
+    done = cli("summarize", "--data-dir", str(root), "--data-dir", str(other.parent), "--out",
+               str(tmp_path / "s.json"))
+    assert done.returncode == 0, done.stderr[-1500:]
+    sources = json.loads(done.stdout.strip().splitlines()[-1])["sources"]
+    assert list(sources) == [root.name, "other-site"]
+    assert sources["other-site"] == {
+        "files": 5, "classes": {"healthy": 0, "tumor": 5}, "image_sizes": 1,
+        "duplicate_groups": 5, "single_class": True,
+    }
+    assert not sources[root.name]["single_class"]
+
+
 def test_evaluate_test_split_and_folder(tiny_artifacts, tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     out = tmp_path / "eval.json"
@@ -116,3 +141,23 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
         build_parser().parse_args(["train", "--geometry"])
     assert main(["train", "--data-dir", str(tmp_path), "--geometry", "zoom"]) == 2
     assert "geometry" in capsys.readouterr().err
+
+
+def test_predict_lines_say_tumour_not_the_machine_name():
+    """`neuroscan predict` prints the user-facing spelling (config.DISPLAY_NAMES) for the label
+    and the explained class, like the band it prints beside them."""
+    from tumor_model.cli import _shown
+    from tumor_model.predict import confidence_band
+
+    line = {"file": "tumor.png", "label": "tumor", "explained": "healthy", "probability": 0.9}
+    assert _shown({**line, "band": confidence_band(0.9, 0.5)}) == {
+        **line,
+        "label": "tumour",
+        "explained": "no tumour",
+        "band": "confident: tumour",
+    }
+    assert confidence_band(0.1, 0.5) == "confident: no tumour"
+    assert _shown({"file": "x.png", "error": "not an image"}) == {
+        "file": "x.png",
+        "error": "not an image",
+    }

@@ -25,7 +25,13 @@ MODEL, CARD, SETTINGS = "model.keras", "model_card.json", "settings.json"
 HISTORY, METRICS, PREDICTIONS = "history.csv", "metrics.json", "predictions.csv"
 SPLIT, SUMMARY, GUARD = "split.csv", "dataset_summary.json", "ood.npz"
 SAMPLES, SAMPLES_CSV = "samples", "samples/samples.csv"
-FILES = (MODEL, CARD, SETTINGS, HISTORY, METRICS, PREDICTIONS, SPLIT, SUMMARY, GUARD, SAMPLES)
+ANCHOR = "anchor.npz"  # pool-layer features of training rows: what `adapt` retrains the head on
+FILES = (
+    MODEL, CARD, SETTINGS, HISTORY, METRICS, PREDICTIONS, SPLIT, SUMMARY, GUARD, ANCHOR, SAMPLES
+)
+# Optional, written by `neuroscan localise --save`: the explanation method and layer chosen on
+# tumour boxes, with its localisation figures (read by the CLI and the Predict page).
+LOCALISATION = "localisation.json"
 
 HISTORY_COLUMNS = [
     "epoch",
@@ -152,6 +158,7 @@ class ModelCard:
     test_metrics: dict
     versions: dict
     device: dict  # backend, devices and strategy the model was trained with
+    sources: dict  # source -> files, files per class, single_class (data.per_source)
     train_seconds: float
     trained_at: str
     settings: dict

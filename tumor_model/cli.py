@@ -1,5 +1,5 @@
 """neuroscan (or python -m tumor_model): summarize | train | cv | report-protocol | evaluate |
-predict | pack | refit-guard"""
+predict | localise | pack | refit-guard"""
 
 from __future__ import annotations
 
@@ -65,6 +65,11 @@ def cmd_summarize(args) -> int:
                 "per_class": per,
                 "unreadable": len(summary["unreadable"]),
                 "groups_per_class": summary["duplicates"]["groups_per_class"],
+                "sources": {
+                    name: {k: src[k] for k in ("files", "classes", "image_sizes",
+                                               "duplicate_groups", "single_class")}
+                    for name, src in summary["sources"].items()
+                },
                 "written": str(args.out),
             }
         )
@@ -96,19 +101,10 @@ def cmd_cv(args) -> int:
             by=tuple(args.by or CV_GROUPS),
             cache_dir=args.cache_dir,
         )
-    summary = {
-        name: {
-            "groups": block["groups"],
-            "recipe": block["recipe"],
-            "folds": block["folds"],
-            **{
-                k: round(block["metrics"][k]["value"], 4)
-                for k in ("accuracy", "roc_auc", "sensitivity", "specificity")
-            },
-        }
-        for name, block in result.items()
-    }
-    print(json.dumps({**summary, "saved": args.save}, indent=2))
+    from .evaluate import cv_rows
+
+    summary = cv_rows(result)
+    print(json.dumps({"rows": summary, "saved": args.save}, indent=2))
     return 0
 
 
@@ -147,19 +143,43 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from .predict import Predictor
+    from .volume import predict_inputs  # volumes: one line each, per-slice results inside
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha!r}")
     predictor = Predictor(args.artifacts)
     if args.explain:
+        _explain_choice(predictor, args)
         Path(args.explain).mkdir(parents=True, exist_ok=True)
     failed, used = 0, set()
-    for result in predictor.predict_files([Path(f) for f in args.files], args.files):
-        if args.explain and "error" not in result:
+    for result in predict_inputs(predictor, [Path(f) for f in args.files], args.files):
+        if args.explain and "error" not in result and "slices" not in result:  # scans only
             result = _explain_one(predictor, result, args, used)
         failed += "error" in result
-        print(json.dumps(result), flush=True)
+        print(json.dumps(_shown(result)), flush=True)
     return 1 if failed else 0
+
+
+def _shown(result: dict) -> dict:
+    """A prediction as the user reads it: "label" and "explained" in config.DISPLAY_NAMES
+    ("tumour" / "no tumour"), not the machine-readable class names of the artifacts."""
+    from .config import DISPLAY_NAMES
+
+    return {
+        k: DISPLAY_NAMES.get(v, v) if k in ("label", "explained") else v for k, v in result.items()
+    }
+
+
+def _explain_choice(predictor, args) -> None:
+    """--method / --layer, defaulting to the choice of `neuroscan localise` shipped with the model
+    (else Grad-CAM on last_conv); checked before any scan is read."""
+    from .localise import default_explanation
+
+    method, layers = default_explanation(predictor.dir, predictor.model)
+    if args.method is not None and args.method != method:
+        method, layers = args.method, None  # another method: its default layer
+    args.method = method
+    args.layer = predictor.explainer().layers(args.layer or layers, method) or None
 
 
 def _explain_one(predictor, result: dict, args, used: set) -> dict:
@@ -173,7 +193,8 @@ def _explain_one(predictor, result: dict, args, used: set) -> dict:
     except ImageLoadError as err:  # the file changed since it was predicted
         return {"file": result["file"], "error": str(err)}
     target = predictor.class_names.index(result["label"])
-    pixels, expl = predictor.explain(image, args.method, target)
+    pixels = predictor.pixels(image)
+    expl = predictor.explainer().explain(pixels, args.method, target, args.layer)
     stem, n = f"{Path(result['file']).stem}_{args.method}", 1
     path = Path(args.explain) / f"{stem}.png"
     while str(path) in used or (n > 1 and path.exists()):
@@ -181,7 +202,30 @@ def _explain_one(predictor, result: dict, args, used: set) -> dict:
         path = Path(args.explain) / f"{stem}_{n}.png"
     used.add(str(path))
     path.write_bytes(to_png(overlay(pixels, expl.heatmap, args.alpha, args.colormap)))
-    return {**result, "overlay": str(path), "explained": predictor.class_names[target]}
+    return {
+        **result,
+        "overlay": str(path),
+        "explained": predictor.class_names[target],
+        "method": args.method,
+        "layers": list(expl.layers),
+    }
+
+
+def cmd_localise(args) -> int:
+    from . import localise
+
+    result = localise.run(
+        args.artifacts,
+        args.boxes,
+        args.per_half,
+        args.scorecam_per_half,
+        args.smoothgrad_per_half,
+        args.latency_n,
+        args.seed,
+    )
+    written = localise.write(result, args.out, args.artifacts if args.save else None)
+    print(json.dumps({"default": result["default"], "written": written}, indent=2))
+    return 0
 
 
 def cmd_pack(args) -> int:
@@ -206,6 +250,37 @@ def cmd_refit_guard(args) -> int:
 
     with contextlib.redirect_stdout(sys.stderr):
         entry = refit_guard(args.artifacts)
+    print(json.dumps({"artifacts": str(args.artifacts), **entry}))
+    return 0
+
+
+def cmd_adapt(args) -> int:
+    from . import adapt
+
+    with contextlib.redirect_stdout(sys.stderr):
+        record = adapt.adapt(args.artifacts, args.data_dirs, args.out, args.local_share)
+    keys = ("balanced_accuracy", "sensitivity", "specificity", "roc_auc", "ece")
+    figures = {
+        step: {
+            "how": record[step]["how"],
+            **{k: _rounded(record[step]["metrics"][k]) for k in keys},
+        }
+        for step in ("before", "recalibrated", "retrained")
+    }
+    head = {k: record[k] for k in ("local_scans", "local_classes", "local_fingerprint")}
+    print(json.dumps({**head, **figures, "out": args.out}, indent=2))
+    return 0
+
+
+def _rounded(m: dict) -> dict:
+    return {k: None if v != v else round(v, 4) for k, v in m.items()}
+
+
+def cmd_anchor(args) -> int:
+    from . import adapt
+
+    with contextlib.redirect_stdout(sys.stderr):
+        entry = adapt.write_anchor(args.artifacts)
     print(json.dumps({"artifacts": str(args.artifacts), **entry}))
     return 0
 
@@ -296,8 +371,10 @@ def _training_commands(sub) -> None:
     p.add_argument(
         "--by",
         action="append",
-        choices=("duplicate", "source"),
-        help="fold grouping; repeat for both (default: both)",
+        choices=("duplicate", "source", "loso"),
+        help="fold grouping, repeatable (default: duplicate and source). 'source': the "
+        "cross-source CV (image sizes kept whole) and, with several sources (--data-dir "
+        "repeated), leave-one-source-out; 'loso': leave-one-source-out alone",
     )
     p.add_argument(
         "--fine-tune",
@@ -325,7 +402,40 @@ def _training_commands(sub) -> None:
 
 
 def _model_commands(sub) -> None:
-    """evaluate, predict: commands that read a trained model."""
+    """evaluate, predict, adapt, anchor: commands that read a trained model."""
+    from .adapt import LOCAL_SHARE
+
+    p = sub.add_parser(
+        "adapt",
+        help="check the model on a folder of labelled local scans, refit temperature and "
+        "threshold, retrain the head, and write the adapted artifacts folder",
+    )
+    p.add_argument("--artifacts", default="artifacts", help="the model to adapt")
+    p.add_argument(
+        "--data-dir",
+        action="append",
+        dest="data_dirs",
+        metavar="DIR",
+        required=True,
+        help="labelled local scans in class folders (the layouts `train` reads); repeatable",
+    )
+    p.add_argument(
+        "--out", default=None, help="a new folder for the adapted model (omit: check only)"
+    )
+    p.add_argument(
+        "--local-share",
+        type=float,
+        default=LOCAL_SHARE,
+        help=f"share of the head's loss the local scans weigh (default {LOCAL_SHARE})",
+    )
+    p.set_defaults(func=cmd_adapt)
+
+    p = sub.add_parser(
+        "anchor", help="write anchor.npz (what adapt retrains on) for a model trained without it"
+    )
+    p.add_argument("--artifacts", default="artifacts")
+    p.set_defaults(func=cmd_anchor)
+
     p = sub.add_parser("evaluate", help="metrics of a trained model on its test split or a folder")
     p.add_argument("--artifacts", default="artifacts")
     p.add_argument(
@@ -359,8 +469,17 @@ def _model_commands(sub) -> None:
     p.add_argument(
         "--method",
         choices=METHODS,
-        default="gradcam",
-        help="explanation method for --explain (default: gradcam)",
+        default=None,
+        help="explanation method for --explain (default: the one `neuroscan localise` chose, "
+        "shipped in <artifacts>/localisation.json; without it gradcam)",
+    )
+    p.add_argument(
+        "--layer",
+        action="append",
+        metavar="NAME",
+        default=None,
+        help="target layer of a CAM method (repeat to fuse several, as Layer-CAM does); default: "
+        "the chosen layer(s) for the chosen method, else the model card's last_conv",
     )
     p.add_argument("--alpha", type=float, default=0.4, help="overlay opacity 0-1 (default 0.4)")
     p.add_argument(
@@ -370,6 +489,31 @@ def _model_commands(sub) -> None:
         help="overlay colormap (default: jet)",
     )
     p.set_defaults(func=cmd_predict)
+
+    from . import localise as loc
+
+    p = sub.add_parser(
+        "localise",
+        help="localisation benchmark: pointing game and energy ratio of every explanation "
+        "method and target layer on tumour boxes; --save ships the chosen default",
+    )
+    p.add_argument("--artifacts", default="artifacts")
+    p.add_argument("--boxes", default=loc.DEFAULT_BOXES, help="default: %(default)s")
+    for flag, default, what in (
+        ("--per-half", loc.PER_HALF, "slices per half"),
+        ("--scorecam-per-half", loc.SCORECAM_PER_HALF, "Score-CAM slices per half"),
+        ("--smoothgrad-per-half", loc.SMOOTHGRAD_PER_HALF, "SmoothGrad slices per half"),
+        ("--latency-n", loc.LATENCY_N, "explain calls timed per gradient CAM"),
+        ("--seed", loc.SEED, "the halves' shuffle"),
+    ):
+        p.add_argument(flag, type=int, default=default, help=f"{what} (default %(default)s)")
+    p.add_argument("--out", default="docs/localisation.json", help="JSON; the .md table beside it")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="write the chosen default to <artifacts>/localisation.json (the CLI and app read it)",
+    )
+    p.set_defaults(func=cmd_localise)
 
 
 def main(argv=None) -> int:

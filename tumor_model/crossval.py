@@ -41,13 +41,20 @@ def _mask(idx, n) -> np.ndarray:
     return m
 
 
-def _frozen_fold(x, table, tr, va, test, settings) -> tuple[np.ndarray, float]:
-    """Head on cached features: (calibrated test probabilities, threshold)."""
+def frozen_head(x, table, tr, va, settings):
+    """A head trained on cached features of rows `tr` (early stopping on `va`), with its
+    temperature and threshold chosen on `va`: (head, temperature, threshold)."""
     y = table.label.to_numpy()
     head = make_head(settings, x.shape[1])
     train.train_head(head, x, y, _mask(tr, len(y)), _mask(va, len(y)), settings, verbose=0)
     raw_val = head.predict(x[va], verbose=0).ravel()
     temperature, thr = evaluate.decide(y[va], raw_val, settings.calibrate, settings.threshold)
+    return head, temperature, thr
+
+
+def _frozen_fold(x, table, tr, va, test, settings) -> tuple[np.ndarray, float]:
+    """Head on cached features: (calibrated test probabilities, threshold)."""
+    head, temperature, thr = frozen_head(x, table, tr, va, settings)
     return evaluate.apply_temperature(head.predict(x[test], verbose=0).ravel(), temperature), thr
 
 
@@ -102,6 +109,8 @@ def cross_validate(x, table, settings, folds: int, by: str = "duplicate", full=F
 def per_source(table, probs, thresholds, settings) -> dict:
     """{source: report} of pooled predictions, when the table holds several sources. A
     single-class source has sensitivity or specificity only (accuracy is that one rate)."""
+    if "source" not in table.columns and "root" not in table.columns:
+        return {}
     src = data.sources(table).to_numpy()
     if len(set(src)) < 2:
         return {}
@@ -182,7 +191,8 @@ def cv_metrics(x, table, settings, folds: int, full: bool = False, by=tuple(CV_G
             log(f"cross-source CV skipped: too few distinct image sizes for {folds} folds")
             continue
         out[cv_key(one, full)] = cross_validate(x, table, settings, folds, one, full)
-    if "source" in by and not full and data.sources(table).nunique() > 1:
+    known = {"source", "root"} & set(table.columns)
+    if "source" in by and not full and known and data.sources(table).nunique() > 1:
         out[LOSO] = leave_source_out(x, table, settings)
     return out
 
@@ -221,17 +231,24 @@ def cv_artifacts(
     folder = Path(folder)
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds!r}")
-    unknown = [one for one in by if one not in CV_GROUPS]
+    choices = (*CV_GROUPS, LOSO)
+    unknown = [one for one in by if one not in choices]
     if unknown or not by:
-        raise ValueError(f"CV groupings must be among {tuple(CV_GROUPS)}, got {list(by)!r}")
+        raise ValueError(f"CV groupings must be among {choices}, got {list(by)!r}")
+    if LOSO in by and full:
+        raise ValueError("leave-one-source-out CV runs on the frozen stage only (no --fine-tune)")
     settings = recorded_settings(folder, cache_dir)
     if data_dirs:
         settings = dataclasses.replace(settings, data_dirs=tuple(data_dirs))
     if full and not settings.fine_tune_layers:
         raise ValueError(f"{folder} holds a recipe without fine-tuning: its frozen-stage CV is it")
     table, x = recipe_features(settings)
-    result = cv_metrics(x, table, settings, folds, full, by)
+    groupings = tuple(one for one in by if one != LOSO)
+    result = cv_metrics(x, table, settings, folds, full, groupings) if groupings else {}
+    if LOSO in by and LOSO not in result:
+        result[LOSO] = leave_source_out(x, table, settings)
     if save:  # a skipped cross-source CV must not leave an old one
-        drop = [cv_key(one, full) for one in by] + ([LOSO] if "source" in by and not full else [])
+        drop = [cv_key(one, full) for one in groupings]
+        drop += [LOSO] if LOSO in result or LOSO in by else []
         update_metrics(folder, result, drop=drop)
     return result

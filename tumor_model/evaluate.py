@@ -7,6 +7,8 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from sklearn import metrics as skm
 
+from .artifacts import LOSO
+
 POINT_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1")
 SCORE_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
 
@@ -220,3 +222,43 @@ def decide(labels, probs, calibrate: bool = True, threshold: float = -1.0) -> tu
 def apply_temperature(probs, temperature: float) -> np.ndarray:
     p = np.clip(np.asarray(probs, dtype=float), 1e-7, 1 - 1e-7)
     return 1 / (1 + np.exp(-np.log(p / (1 - p)) / temperature))
+
+
+ROW_METRICS = ("balanced_accuracy", "sensitivity", "specificity", "roc_auc", "ece")
+
+
+def cv_rows(result: dict) -> list[dict]:
+    """One flat row per CV block and per held-out source of `result` (cv_metrics' output or a
+    metrics.json): what the CLI prints and the dashboard tabulates. A one-class source has only
+    its rate (sensitivity or specificity) defined; the other metrics are None."""
+
+    def row(name, block, **extra):
+        values = {}
+        for k in ROW_METRICS:
+            v = block["metrics"].get(k, {}).get("value")
+            values[k] = None if v is None or v != v else round(v, 4)
+        return {"block": name, **extra, "files": block.get("n"), **values}
+
+    out = []
+    for key, block in result.items():
+        if not isinstance(block, dict) or "metrics" not in block and key != LOSO:
+            continue
+        if key == LOSO:
+            out.append(row(f"{LOSO}: pooled", block["pooled"], held_out="every source"))
+            for src, one in block["sources"].items():
+                out.append(row(LOSO, one, held_out=src, trained_on=", ".join(one["trained_on"])))
+                if "twin_absent" in one:
+                    twin = one["twin_absent"]
+                    out.append(
+                        row(
+                            f"{LOSO}: twin absent",
+                            twin,
+                            held_out=src,
+                            trained_on=", ".join(twin["trained_on"]),
+                        )
+                    )
+        else:
+            out.append(row(key, block, held_out=block.get("groups", "")))
+            for src, one in block.get("by_source", {}).items():
+                out.append(row(f"{key}: {src} rows", one, held_out=block.get("groups", "")))
+    return out

@@ -17,10 +17,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import artifacts, evaluate, features, ood, split
+from . import adapt, artifacts, evaluate, features, ood, split
 from .artifacts import ModelCard
 from .config import CLASS_NAMES, Settings
-from .crossval import cv_metrics
+from .crossval import cv_metrics, per_source
 from .distribute import Devices
 from .imageio import load_image
 from .model import BACKBONES, build_model, input_size, last_conv, weights_origin
@@ -62,7 +62,13 @@ def run(
         devices.close()
     is_train, is_val = (table.split == "train").to_numpy(), (table.split == "val").to_numpy()
     guard = ood.calibrate(ood.fit(pooled[is_train]), pooled[is_val])
-    record = {"threshold": threshold, "temperature": temperature, "devices": devices.describe()}
+    anchor = adapt.anchor_rows(table, seed=settings.seed)
+    record = {
+        "threshold": threshold,
+        "temperature": temperature,
+        "devices": devices.describe(),
+        "anchor": (pooled[anchor], table.loc[anchor]),
+    }
     return save(settings, model, table, summary, history, metrics, guard, record, samples, start)
 
 
@@ -91,6 +97,10 @@ def evaluation(table, threshold, settings) -> dict:
         out[f"{name}_groups"] = evaluate.report(
             grouped.label, grouped.probability, threshold, settings.bootstrap, settings.seed
         )
+    test = table[table.split == artifacts.TEST]
+    by_source = per_source(test, test.probability.to_numpy(), threshold, settings)
+    if by_source:  # a one-class source that was also trained on: its look may tell its label
+        out[artifacts.TEST_SOURCES] = by_source
     out[artifacts.PROTOCOL] = {
         "split": settings.split,
         "seed": settings.seed,
@@ -138,6 +148,10 @@ def model_card(settings, model, model_path, table, summary, record, seconds, met
         model_sha256=hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
         data_fingerprint=summary["fingerprint"],
         data_counts=table.groupby("split").label.value_counts().unstack().to_dict(),
+        sources={
+            name: {"files": s["files"], "classes": s["classes"], "single_class": s["single_class"]}
+            for name, s in summary["sources"].items()
+        },
         split=settings.split,
         seed=settings.seed,
         test_metrics={
@@ -182,6 +196,7 @@ def save(settings, model, table, summary, history, metrics, guard, record, sampl
     artifacts.write_json(summary, tmp / artifacts.SUMMARY)
     artifacts.write_json(metrics, tmp / artifacts.METRICS)
     ood.save(guard, tmp / artifacts.GUARD)
+    adapt.save_anchor(tmp / artifacts.ANCHOR, *record["anchor"])
     seconds = time.perf_counter() - start
     card = model_card(
         settings, model, tmp / artifacts.MODEL, table, summary, record, seconds, metrics

@@ -1,0 +1,169 @@
+"""Learning curve of `adapt` at simulated sites (plan D in docs/experiments.md).
+
+A site is data the model never saw: (i) the Kaggle set held out, the model trained on Figshare +
+OASIS; (ii) each of 5 image-size folds of the Kaggle set, the model trained on the other Kaggle
+sizes + Figshare + OASIS. The model is the frozen stage (ImageNet MobileNetV2 features + head,
+the shipped recipe's settings, temperature folded in). For k labelled scans of the site (drawn
+stratified, `--draws` times) the three steps of `adapt` run on those k alone, exactly as the
+command runs them (tumor_model.adapt), and the rest of the site (no duplicate group of the k)
+is the test. Prints and writes a JSON of pooled balanced accuracy, sensitivity and specificity
+with 95% bootstrap CIs per site kind, k and step.
+
+    python experiments/adapt_curve.py --data-dir ../shared/data/brain-tumor-dataset \
+        --data-dir ../shared/data/figshare-cheng-t1ce --data-dir ../shared/data/oasis-healthy \
+        --out docs/adapt_curve.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tumor_model import adapt, data, evaluate, split  # noqa: E402
+from tumor_model.crossval import INNER_FOLDS, frozen_head, recorded_settings  # noqa: E402
+from tumor_model.features import extract_for  # noqa: E402
+from tumor_model.model import fold_temperature  # noqa: E402
+
+KAGGLE = "brain-tumor-dataset"
+STEPS = ("before", "recalibrated", "retrained")
+
+
+def sites(table):
+    """(kind, name, train mask, site mask) of every simulated site."""
+    src, y = data.sources(table).to_numpy(), table.label.to_numpy()
+    kaggle = src == KAGGLE
+    yield "kaggle held out", KAGGLE, ~kaggle, kaggle
+    k_rows = np.flatnonzero(kaggle)
+    sub = table.iloc[k_rows]
+    groups = split.fold_groups(sub, "source")
+    for i, (_, test) in enumerate(split.grouped_folds(y[k_rows], groups, 5, 314)):
+        site = np.zeros(len(table), bool)
+        site[k_rows[test]] = True
+        yield "kaggle image-size fold", f"size fold {i + 1}", ~site, site
+
+
+def model_for(x, table, train_mask, settings):
+    """The frozen-stage model of the rows in `train_mask`: head (temperature folded), threshold."""
+    y, groups = table.label.to_numpy(), table.group.to_numpy()
+    rest = np.flatnonzero(train_mask)
+    inner = split.grouped_folds(y[rest], groups[rest], INNER_FOLDS, settings.seed)[0]
+    head, temperature, thr = frozen_head(x, table, rest[inner[0]], rest[inner[1]], settings)
+    fold_temperature(head, temperature)
+    return head, thr
+
+
+def draw(rng, y, groups, k):
+    """k site rows, half of each class where possible, one per duplicate group."""
+    first = {}
+    for i in rng.permutation(len(y)):
+        first.setdefault(groups[i], i)
+    picks = np.array(list(first.values()))
+    per = {c: picks[y[picks] == c] for c in (0, 1)}
+    n1 = min(len(per[1]), k // 2)
+    n0 = min(len(per[0]), k - n1)
+    return np.concatenate([per[1][:n1], per[0][:n0]])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--artifacts", default="artifacts", help="whose settings.json is the recipe")
+    ap.add_argument("--data-dir", action="append", required=True)
+    ap.add_argument("--cache-dir", default=".cache/features")
+    ap.add_argument("--ks", default="20,50,100")
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--boot", type=int, default=1000)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    start = time.time()
+    settings = recorded_settings(args.artifacts, args.cache_dir)
+    settings = dataclasses.replace(settings, data_dirs=tuple(args.data_dir), bootstrap=args.boot)
+    table, _ = split.prepare_table(settings)
+    x = extract_for(settings, table)
+    y, groups = table.label.to_numpy(), table.group.to_numpy()
+    ks = [int(k) for k in args.ks.split(",")]
+    pooled = {}  # (kind, k, step) -> lists of (labels, probs, thresholds)
+    for kind, name, train_mask, site_mask in sites(table):
+        head, thr = model_for(x, table, train_mask, settings)
+        anchor = adapt.anchor_rows(table.assign(split=np.where(train_mask, "train", "other")))
+        ax, ay = x[anchor], y[anchor]
+        start_w = [head.get_layer(n).get_weights() for n in adapt.HEAD_LAYERS]
+        site = np.flatnonzero(site_mask)
+        p_site = head.predict(x[site], verbose=0).ravel()
+        for k in ks:
+            for d in range(args.draws):
+                rng = np.random.default_rng(1000 * k + d)
+                local = site[draw(rng, y[site], groups[site], k)]
+                rest = site[~np.isin(groups[site], groups[local])]
+                p_rest = p_site[np.isin(site, rest)]
+                p_local = p_site[np.isin(site, local)]
+                yl, yr = y[local], y[rest]
+                t, th = evaluate.decide(yl, p_local, True, -1.0)
+                f, _, _, th_new = adapt.adapted_head(
+                    settings, start_w, ax, ay, x[local], yl, groups=groups[local], seed=d
+                )
+                got = {
+                    "before": (p_rest, thr),
+                    "recalibrated": (evaluate.apply_temperature(p_rest, t), th),
+                    "retrained": (f(x[rest]), th_new),
+                }
+                for step, (p, th_step) in got.items():
+                    pooled.setdefault((kind, k, step), []).append(
+                        (yr, p, np.full(len(yr), th_step))
+                    )
+                ba = {
+                    s: evaluate.point_metrics(evaluate.confusion(yr, p, th_step))[
+                        "balanced_accuracy"
+                    ]
+                    for s, (p, th_step) in got.items()
+                }
+                print(
+                    f"[{time.time() - start:6.0f}s] {name} k={k} draw {d}: rest {len(rest)}, "
+                    + ", ".join(f"{s} {v:.3f}" for s, v in ba.items()),
+                    flush=True,
+                )
+    results = []
+    for (kind, k, step), parts in pooled.items():
+        yy = np.concatenate([a for a, _, _ in parts])
+        pp = np.concatenate([b for _, b, _ in parts])
+        tt = np.concatenate([c for _, _, c in parts])
+        m = evaluate.bootstrap(yy, pp, tt, args.boot, 0)
+        results.append(
+            {
+                "site": kind,
+                "k": k,
+                "step": step,
+                "predictions": int(len(yy)),
+                **{
+                    key: m[key]
+                    for key in ("balanced_accuracy", "sensitivity", "specificity", "roc_auc")
+                },
+            }
+        )
+        b = m["balanced_accuracy"]
+        print(
+            f"{kind:24s} k={k:3d} {step:12s} balanced {b['value']:.4f} "
+            f"[{b['ci_low']:.4f}, {b['ci_high']:.4f}]"
+        )
+    record = {
+        "ran": "2-core AMD EPYC CPU machine, TensorFlow, "
+        + time.strftime("%Y-%m-%d", time.gmtime()),
+        "seconds": round(time.time() - start),
+        "draws": args.draws,
+        "recipe": "frozen stage of the shipped recipe (ImageNet features + head)",
+        "results": results,
+    }
+    if args.out:
+        Path(args.out).write_text(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

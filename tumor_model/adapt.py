@@ -1,0 +1,433 @@
+"""Check and adapt a trained model at a site, on the site's own labelled scans.
+
+`neuroscan adapt --data-dir LOCAL --out DIR` (and the dashboard's "Your scans" page) does, in order:
+
+1. **Check**: the model as it is on the local scans: metrics with bootstrap CIs, ROC, reliability.
+2. **Recalibrate**: temperature and threshold refitted on the local scans.
+3. **Retrain the head**: the head (Dense -> Dropout -> Dense), warm-started from the model's own, on
+   the anchor set (pool-layer features of the model's training rows, shipped in `anchor.npz`) plus
+   the local scans, which together weigh `local_share` of the loss; then temperature and threshold
+   from cross-validated local predictions.
+
+Every local figure of steps 2-3 comes from cross-validation inside the local scans (grouped by
+duplicate group, `FOLDS` folds; the retrained head's threshold from inner folds), never from scans
+the refit saw. The adapted folder is a complete artifacts folder: the model with the new head and
+temperature folded in, a card recording what was adapted, on how many scans and their
+fingerprint, and the before/after figures (`metrics.json` "adapted").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from . import artifacts, data, evaluate, split
+from .artifacts import ADAPTED, ANCHOR, ArtifactError
+from .config import CLASS_NAMES, Settings
+from .model import fold_temperature, make_head
+from .progress import log
+
+MIN_SCANS, MIN_PER_CLASS = 10, 3  # fewer cannot be cross-validated with both classes per fold
+FOLDS, INNER_FOLDS = 5, 3
+ANCHOR_ROWS = 3000  # training rows kept as anchor features (float16: about 8 MB at 1280 dims)
+HEAD_EPOCHS, HEAD_LR, LOCAL_SHARE = 30, 5e-4, 0.5
+HEAD_LAYERS = ("head_dense", "tumor_probability")
+
+
+# ----------------------------------------------------------------------------- the anchor set
+
+
+def anchor_rows(table: pd.DataFrame, n: int = ANCHOR_ROWS, seed: int = 0) -> np.ndarray:
+    """Indices of up to `n` training rows: one file per duplicate group first, then shares of
+    (source, class) kept as they are in the training split."""
+    train = table[table.split == "train"].drop_duplicates("group")
+    if len(train) > n:
+        keys = data.sources(train) + ":" + train.label.astype(str)
+        train = train.groupby(keys, group_keys=False).sample(frac=n / len(train), random_state=seed)
+    return np.sort(train.index.to_numpy())
+
+
+def save_anchor(path, features: np.ndarray, table: pd.DataFrame) -> None:
+    """The anchor set (features float16, labels, sources) as an .npz, written atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(
+        tmp,
+        features=np.asarray(features, np.float16),
+        labels=table.label.to_numpy(np.int8),
+        sources=data.sources(table).to_numpy(str),
+    )
+    tmp.replace(path)
+
+
+def load_anchor(folder) -> tuple[np.ndarray, np.ndarray]:
+    """(features float32, labels) of `folder`/anchor.npz; ArtifactError when missing or bad."""
+    path = Path(folder) / ANCHOR
+    if not path.is_file():
+        raise ArtifactError(folder, ANCHOR, "is missing (the model was trained before `adapt`)")
+    try:
+        with np.load(path) as z:
+            x, y = z["features"].astype(np.float32), z["labels"].astype(int)
+    except (OSError, ValueError, KeyError) as err:
+        raise ArtifactError(folder, ANCHOR, f"is unreadable ({err})") from err
+    if x.ndim != 2 or len(x) != len(y) or set(np.unique(y)) != {0, 1}:
+        raise ArtifactError(
+            folder, ANCHOR, f"is inconsistent (features {x.shape}, {len(y)} labels)"
+        )
+    return x, y
+
+
+def write_anchor(folder) -> dict:
+    """Compute and write `folder`/anchor.npz for a trained model that has none (trained before
+    `adapt` existed): pool-layer features of `anchor_rows` of its split.csv, read from the roots
+    split.csv names. Returns what was written."""
+    model = Model.load(folder)
+    table = artifacts.read_csv(folder, artifacts.SPLIT)
+    rows = table.loc[anchor_rows(table, seed=model.settings.seed)]
+    log(f"anchor: pool-layer features of {len(rows)} training rows")
+    _, pooled = model.pooled(rows)
+    save_anchor(Path(folder) / ANCHOR, pooled, rows)
+    return {"rows": int(len(rows)), "dims": int(pooled.shape[1]), "file": ANCHOR}
+
+
+# ----------------------------------------------------------------------------- local scans
+
+
+def read_local(data_dirs) -> pd.DataFrame:
+    """The local scans (path, root, source, label, sha256, group, ...), checked: ValueError
+    naming the problem when a file is unreadable, a class is missing or there are too few."""
+    roots = [data_dirs] if isinstance(data_dirs, str | Path) else list(data_dirs)
+    files = data.find_all(roots, both_classes=False)
+    scanned = data.scan(files)
+    if scanned.unreadable:
+        bad = scanned.unreadable
+        listed = "; ".join(f"{b['path']}: {b['error']}" for b in bad[:5])
+        raise ValueError(
+            f"{len(bad)} of the local scans could not be read ({listed}"
+            f"{'; ...' if len(bad) > 5 else ''}): fix or remove them, nothing was written"
+        )
+    _check_counts(scanned.images, [str(r) for r in roots])
+    groups = split.duplicate_groups(list(scanned.images.sha256), scanned.thumbs, 0.02)
+    return scanned.images.assign(group=groups).reset_index(drop=True)
+
+
+def _check_counts(table: pd.DataFrame, where) -> None:
+    counts = {name: int((table.label == i).sum()) for i, name in enumerate(CLASS_NAMES)}
+    if min(counts.values()) == 0:
+        missing = [name for name, n in counts.items() if n == 0]
+        raise ValueError(
+            f"the local scans in {where} hold one class only ({counts}): "
+            f"add {missing[0]} scans in a class folder beside the others"
+        )
+    if len(table) < MIN_SCANS or min(counts.values()) < MIN_PER_CLASS:
+        raise ValueError(
+            f"{len(table)} local scans ({counts}) in {where}: adapting needs at least "
+            f"{MIN_SCANS}, with {MIN_PER_CLASS} of each class, to be checked by cross-validation"
+        )
+
+
+def read_local_zip(blob: bytes, name: str, size: int, geometry: str):
+    """(table, model-input pixels) of a zip of labelled scans in class folders (the layouts
+    `train` reads), read in memory only: an upload is patient data and is never written."""
+    from .archive import members
+    from .imageio import ImageLoadError, load_image, prepare
+
+    rows, pixels, thumbs, bad = [], [], [], []
+    for path, data_ in members(blob, name):
+        parts = [data.class_of_folder(p) for p in path.split("/")[:-1]]
+        label = next((c for c in parts if c is not None), None)
+        if label is None or Path(path).suffix.lower() in data.SKIP_SUFFIXES:
+            continue
+        try:
+            img = load_image(data_, name=f"{name}/{path}")
+        except ImageLoadError as err:
+            bad.append(str(err))
+            continue
+        sha = hashlib.sha256(data_).hexdigest()
+        rows.append((path, name, Path(name).stem, label, sha, img.width, img.height))
+        pixels.append(prepare(img, size, geometry))
+        thumbs.append(data.thumbnail(img, 32))
+    if bad:
+        raise ValueError(
+            f"{len(bad)} of the scans in {name!r} could not be read ({'; '.join(bad[:5])}): "
+            "fix or remove them"
+        )
+    if not rows:
+        raise ValueError(
+            f"no scans in class folders in {name!r}: expected e.g. 'tumor/' and 'healthy/' "
+            "(or 'yes/' and 'no/') inside the zip"
+        )
+    table = pd.DataFrame(
+        rows, columns=["path", "root", "source", "label", "sha256", "width", "height"]
+    )
+    _check_counts(table, repr(name))
+    groups = split.duplicate_groups(list(table.sha256), np.stack(thumbs), 0.02)
+    return table.assign(group=groups), np.stack(pixels)
+
+
+# ----------------------------------------------------------------------------- the methods
+
+
+@dataclass
+class Model:
+    """What adapting needs of a trained model: its settings, card, temperature-folded
+    probabilities are read through `head` on pool-layer features."""
+
+    folder: Path
+    keras_model: keras.Model
+    settings: Settings
+    card: dict
+
+    @classmethod
+    def load(cls, folder) -> Model:
+        from .predict import load_checked_model
+
+        folder = Path(folder)
+        card = artifacts.read_card(folder)
+        model = load_checked_model(folder, card["model_sha256"])
+        return cls(folder, model, Settings.from_json(folder / artifacts.SETTINGS), card)
+
+    def pooled(self, table: pd.DataFrame, pixels=None) -> tuple[np.ndarray, np.ndarray]:
+        """(the model's probabilities, pool-layer features) of the rows of `table`, read from
+        their files, or of the model-input `pixels` given for them."""
+        from .train import predict_pixels
+
+        if pixels is None:
+            return predict_pixels(self.keras_model, table, self.settings, pooled=True)
+        both = keras.Model(
+            self.keras_model.input,
+            [self.keras_model.output, self.keras_model.get_layer("pool").output],
+        )
+        p, f = both.predict(np.asarray(pixels, np.float32), batch_size=64, verbose=0)
+        return p.ravel(), f
+
+    def head_weights(self) -> list:
+        return [self.keras_model.get_layer(n).get_weights() for n in HEAD_LAYERS]
+
+
+def _logit(p):
+    p = np.clip(np.asarray(p, float), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def _folds(y, groups, k, seed):
+    k = min(k, int(np.bincount(y).min()))
+    return split.grouped_folds(y, groups, max(k, 2), seed)
+
+
+def recalibrate_cv(y, p, groups, seed=0, folds=None) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold (probabilities, thresholds) of temperature + threshold refitted on the other
+    folds' local scans (the model's probabilities `p` do not depend on the local labels).
+    `folds`: (fit, test) index pairs; default grouped, stratified FOLDS folds."""
+    probs, thr = np.zeros(len(y)), np.zeros(len(y))
+    for fit_idx, test_idx in folds or _folds(y, groups, FOLDS, seed):
+        t, th = evaluate.decide(y[fit_idx], p[fit_idx], True, -1.0)
+        probs[test_idx], thr[test_idx] = evaluate.apply_temperature(p[test_idx], t), th
+    return probs, thr
+
+
+def retrain_head(settings, start, anchor_x, anchor_y, x, y, local_share=LOCAL_SHARE, seed=0):
+    """A head warm-started from `start` (the model's head weights), trained on the anchor set
+    plus the local features, the local rows weighing `local_share` of the loss. Returns a
+    function features -> uncalibrated probabilities and the head's weights."""
+    if not 0.0 < local_share < 1.0:
+        raise ValueError(f"local_share must be in (0, 1), got {local_share!r}")
+    head = make_head(dataclasses_replace_seed(settings, seed), anchor_x.shape[1])
+    head.get_layer(HEAD_LAYERS[0]).set_weights(start[0])
+    head.get_layer(HEAD_LAYERS[1]).set_weights(start[1])
+    w_local = local_share * len(anchor_x) / ((1 - local_share) * len(x))
+    xs = np.concatenate([anchor_x, x]).astype(np.float32)
+    ys = np.concatenate([anchor_y, y]).astype(np.float32)
+    ws = np.concatenate([np.ones(len(anchor_x)), np.full(len(x), w_local)]).astype(np.float32)
+    ws /= ws.mean()
+    head.compile(optimizer=keras.optimizers.Adam(HEAD_LR), loss="binary_crossentropy")
+    head.fit(xs, ys, sample_weight=ws, epochs=HEAD_EPOCHS, batch_size=256, shuffle=True, verbose=0)
+
+    def predict(features):
+        return head.predict(np.asarray(features, np.float32), batch_size=512, verbose=0).ravel()
+
+    return predict, [head.get_layer(n).get_weights() for n in HEAD_LAYERS]
+
+
+def dataclasses_replace_seed(settings: Settings, seed: int) -> Settings:
+    import dataclasses
+
+    return dataclasses.replace(settings, seed=int(settings.seed + seed))
+
+
+def retrain_cv(settings, start, anchor_x, anchor_y, x, y, groups, local_share=LOCAL_SHARE, seed=0):
+    """Out-of-fold (probabilities, thresholds, uncalibrated probabilities) of the retrained
+    head: per outer fold a head on the anchor set + the other folds, its temperature and
+    threshold from inner folds of those."""
+    probs, thr, raw = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y))
+    for k, (fit_idx, test_idx) in enumerate(_folds(y, groups, FOLDS, seed)):
+        inner_p = np.zeros(len(fit_idx))
+        for a, b in _folds(y[fit_idx], groups[fit_idx], INNER_FOLDS, seed + k):
+            f, _ = retrain_head(
+                settings, start, anchor_x, anchor_y, x[fit_idx][a], y[fit_idx][a], local_share, k
+            )
+            inner_p[b] = f(x[fit_idx][b])
+        t, th = evaluate.decide(y[fit_idx], inner_p, True, -1.0)
+        f, _ = retrain_head(
+            settings, start, anchor_x, anchor_y, x[fit_idx], y[fit_idx], local_share, k
+        )
+        raw[test_idx] = f(x[test_idx])
+        probs[test_idx], thr[test_idx] = evaluate.apply_temperature(raw[test_idx], t), th
+        log(f"adapt: fold {k + 1}/{FOLDS} done")
+    return probs, thr, raw
+
+
+def _block(y, p, thr, n_boot, seed, how) -> dict:
+    """evaluate.report (metrics with CIs, ROC, reliability table) plus how it was obtained."""
+    return {**evaluate.report(y, p, thr, n_boot, seed), "how": how}
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def adapt(
+    artifacts_dir="artifacts",
+    data_dirs=None,
+    out=None,
+    local_share: float = LOCAL_SHARE,
+    n_boot: int = 1000,
+    seed: int = 0,
+    local: pd.DataFrame | None = None,
+    pixels: np.ndarray | None = None,
+) -> dict:
+    """Check, recalibrate and retrain the head of the model in `artifacts_dir` on the labelled
+    local scans under `data_dirs` (or the table `local`, with its model-input `pixels` when
+    they are not files: `read_local_zip`); with `out`, write the adapted
+    artifacts folder there (atomically; refused if it exists). Returns the "adapted" record."""
+    if out is not None and Path(out).exists():
+        raise ValueError(f"{str(out)!r} exists: give a new folder for the adapted model")
+    if out is not None and Path(out).resolve() == Path(artifacts_dir).resolve():
+        raise ValueError("the adapted model needs its own folder, not the model's")
+    if local is None:
+        if not data_dirs:
+            raise ValueError("adapt needs --data-dir: a folder of labelled local scans")
+        local = read_local(data_dirs)
+    model = Model.load(artifacts_dir)
+    anchor_x, anchor_y = load_anchor(artifacts_dir)
+    y, groups = local.label.to_numpy(), local.group.to_numpy()
+    log(f"adapt: {len(local)} local scans, model from {artifacts_dir}")
+    p_now, x = model.pooled(local, pixels)
+    thr_now = float(model.card["threshold"])
+    before = _block(y, p_now, thr_now, n_boot, seed, "the model as it is")
+    p_cal, t_cal = recalibrate_cv(y, p_now, groups, seed)
+    recal = _block(y, p_cal, t_cal, n_boot, seed, f"temperature + threshold, {FOLDS}-fold CV")
+    start = model.head_weights()
+    p_new, t_new, raw = retrain_cv(
+        model.settings, start, anchor_x, anchor_y, x, y, groups, local_share, seed
+    )
+    retrained = _block(
+        y, p_new, t_new, n_boot, seed, f"head retrained, {FOLDS}-fold CV (inner {INNER_FOLDS})"
+    )
+    record = {
+        "from_model_sha256": model.card["model_sha256"],
+        "local_scans": int(len(local)),
+        "local_classes": {n: int((y == i).sum()) for i, n in enumerate(CLASS_NAMES)},
+        "local_fingerprint": data.fingerprint(local),
+        "local_sources": sorted(set(data.sources(local))),
+        "anchor_rows": int(len(anchor_x)),
+        "local_share": local_share,
+        "method": "head retrained on anchor + local features, then temperature and threshold",
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "before": before,
+        "recalibrated": recal,
+        "retrained": retrained,
+    }
+    if out is not None:
+        record["written_to"] = Path(out).name
+        _write(model, x, y, raw, anchor_x, anchor_y, record, Path(out))
+    return record
+
+
+def adapted_head(
+    settings,
+    start,
+    anchor_x,
+    anchor_y,
+    x,
+    y,
+    local_share=LOCAL_SHARE,
+    oof=None,
+    groups=None,
+    seed=0,
+):
+    """The head `adapt` ships: retrained on the anchor set + every local scan, with temperature
+    and threshold fitted on out-of-fold local predictions (`oof`, or computed here from FOLDS
+    grouped folds). Returns (features -> calibrated probabilities, head weights, temperature,
+    threshold)."""
+    if oof is None:
+        groups = np.arange(len(y)) if groups is None else groups
+        oof = np.zeros(len(y))
+        for a, b in _folds(y, groups, FOLDS, seed):
+            f, _ = retrain_head(settings, start, anchor_x, anchor_y, x[a], y[a], local_share)
+            oof[b] = f(x[b])
+    predict, weights = retrain_head(settings, start, anchor_x, anchor_y, x, y, local_share)
+    temperature, threshold = evaluate.decide(y, oof, True, -1.0)
+
+    def calibrated(features):
+        return evaluate.apply_temperature(predict(features), temperature)
+
+    return calibrated, weights, temperature, threshold
+
+
+def _write(model, x, y, oof, anchor_x, anchor_y, record, out) -> None:
+    """The adapted folder: a copy of the model's, with the head retrained on every local scan,
+    and temperature and threshold fitted on the out-of-fold predictions `oof`."""
+    _, weights, temperature, threshold = adapted_head(
+        model.settings,
+        model.head_weights(),
+        anchor_x,
+        anchor_y,
+        x,
+        y,
+        record["local_share"],
+        oof=oof,
+    )
+    tmp = artifacts.temp_dir(out)
+    try:
+        for item in model.folder.iterdir():
+            if item.name.startswith("."):
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        keras_model = model.keras_model
+        for name, w in zip(HEAD_LAYERS, weights, strict=True):
+            keras_model.get_layer(name).set_weights(w)
+        fold_temperature(keras_model, temperature)
+        keras_model.save(tmp / artifacts.MODEL)
+        card = dict(model.card)
+        card.update(
+            threshold=float(threshold),
+            temperature=float(temperature),  # the local one, folded in like the original
+            model_sha256=hashlib.sha256((tmp / artifacts.MODEL).read_bytes()).hexdigest(),
+            adapted={
+                k: v for k, v in record.items() if k not in ("before", "recalibrated", "retrained")
+            }
+            | {
+                "figures": {k: _summary(record[k]) for k in ("before", "recalibrated", "retrained")}
+            },
+        )
+        artifacts.write_json(card, tmp / artifacts.CARD)
+        metrics = artifacts.read_json(tmp, artifacts.METRICS)
+        metrics[ADAPTED] = record
+        artifacts.write_json(metrics, tmp / artifacts.METRICS)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    artifacts.replace_dir(tmp, out)
+    log(f"adapted model written to {out}")
+
+
+def _summary(block: dict) -> dict:
+    keys = ("balanced_accuracy", "sensitivity", "specificity", "roc_auc", "ece")
+    return {k: block["metrics"][k] for k in keys}
