@@ -5,10 +5,9 @@ from pathlib import Path
 import streamlit as st
 
 from tumor_model import artifacts, evaluate
-from tumor_model.config import CLASS_NAMES
 from tumor_model.dashboard import figures, places, tables
 
-places.page()
+ART = places.page()
 preview = st.cache_data(places.load_preview, show_spinner=False, max_entries=512)
 threshold_metrics = st.cache_data(tables.threshold_metrics, show_spinner=False, max_entries=256)
 level = st.cache_data(tables.level, show_spinner=False, max_entries=8)
@@ -18,19 +17,33 @@ CELLS = [
     ("tn", "True negatives (TN)"),
     ("fp", "False positives (FP)"),
 ]
+PER_PAGE, COLUMNS = 12, 6  # gallery tiles per page and per row
+
+
+def reset_threshold(default: float) -> None:
+    st.session_state["eval_threshold"] = default
 
 
 def controls(default: float) -> tuple[float, bool]:
-    left, right = st.columns([3, 2], vertical_alignment="center")
+    st.session_state.setdefault("eval_threshold", default)
+    left, mid, right = st.columns([3, 1, 1], vertical_alignment="center")
     threshold = left.slider(
         "Decision threshold on P(tumour)",
         0.0,
         1.0,
-        default,
-        0.005,
+        step=0.005,
         format="%.3f",
         key="eval_threshold",
         help=f"Tumour when P(tumour) >= threshold. Model card: {default:.3f}.",
+    )
+    mid.button(
+        "Reset threshold",
+        key="eval_reset",
+        on_click=reset_threshold,
+        args=(default,),
+        disabled=abs(threshold - default) < 1e-9,
+        help=f"Back to the model's threshold, {default:.3f} (chosen on validation).",
+        icon=":material/restart_alt:",
     )
     groups = right.toggle(
         "Group level",
@@ -51,9 +64,11 @@ def confusion_section(frame, threshold: float) -> None:
     st.plotly_chart(figures.confusion_figure(conf), key="eval_confusion")
 
 
-def metrics_section(frame, block, threshold: float) -> dict:
+def metrics_section(frame, block, threshold: float, default: float) -> dict:
     st.subheader("Metrics (95% bootstrap confidence intervals)")
-    items = {**threshold_metrics(frame, threshold), **tables.score_items(block, frame)}
+    stored = tables.stored_point_items(block, threshold, default)
+    recomputed = stored is None
+    items = {**(stored or threshold_metrics(frame, threshold)), **tables.score_items(block, frame)}
     st.dataframe(
         tables.metrics_frame(items),
         hide_index=True,
@@ -62,9 +77,18 @@ def metrics_section(frame, block, threshold: float) -> dict:
             c: st.column_config.NumberColumn(format="%.4f") for c in ("value", "ci_low", "ci_high")
         },
     )
+    if recomputed:
+        where = (
+            f"recomputed here for threshold {threshold:.3f} (you moved it from the model's "
+            f"{default:.3f}; 1000 bootstrap resamples)"
+            if abs(threshold - default) >= 1e-9
+            else "recomputed here (metrics.json has no block for this level)"
+        )
+    else:
+        where = "from metrics.json (the model's threshold), the same figures as the Overview"
     st.caption(
-        "Threshold metrics are recomputed live (1000 bootstrap resamples); ROC AUC, PR AUC, "
-        "Brier score and ECE do not depend on the threshold and come from metrics.json."
+        f"Threshold metrics: {where}. ROC AUC, PR AUC, Brier score and ECE do not depend on the "
+        "threshold and come from metrics.json."
     )
     return items
 
@@ -78,9 +102,35 @@ def curves_section(frame, items: dict, threshold: float) -> None:
         figures.calibration_figure(tables.calibration_table(frame)), key="eval_calibration"
     )
     st.caption(
-        "Crosses: the current threshold. Reliability: marker size = images in the bin; "
-        "points above the diagonal mean the model under-estimates P(tumour)."
+        "Crosses: the current threshold. Reliability: the 10 equal-width bins of P(tumour) "
+        "that the ECE uses; n = images in the bin, bars = 95% Wilson interval of the observed "
+        "fraction (wide where a bin holds few images); points above the diagonal mean the model "
+        "under-estimates P(tumour)."
     )
+
+
+def open_image(path: str) -> None:
+    st.session_state["eval_open"] = path
+
+
+def tiles(rows, root, key: str) -> None:
+    cols = st.columns(COLUMNS)
+    for i, row in enumerate(rows.itertuples(index=False)):
+        pixels, problem = preview(str(Path(root) / row.path), 192)
+        with cols[i % COLUMNS]:
+            if pixels is None:
+                st.caption(f"{row.caption}: cannot load ({problem})")
+                continue
+            st.image(pixels, caption=row.caption, width="stretch")
+            st.button(
+                "Enlarge",
+                key=f"{key}_{row.path}",
+                on_click=open_image,
+                args=(row.path,),
+                help="Show this image large, with the Grad-CAM heat map of the model's decision.",
+                icon=":material/zoom_in:",
+                width="stretch",
+            )
 
 
 def gallery(test, threshold: float, root) -> None:
@@ -88,17 +138,70 @@ def gallery(test, threshold: float, root) -> None:
     if not root:
         st.caption("Set the dataset folder in the sidebar to see the images.")
         return
-    for title, rows in tables.gallery_rows(test, threshold).items():
-        st.markdown(f"**{title.capitalize()}** ({len(rows)})")
-        cols = st.columns(8)
-        for i, row in enumerate(rows.itertuples(index=False)):
-            caption = f"{CLASS_NAMES[row.label]}, p={row.probability:.3f}"
-            pixels, problem = preview(str(Path(root) / row.path), 192)
-            with cols[i % 8]:
-                if pixels is None:
-                    st.caption(f"{caption}: cannot load ({problem})")
-                else:
-                    st.image(pixels, caption=caption, width="stretch")
+    shown = tables.gallery_rows(test, threshold)
+    wrong = shown["misclassified"]
+    pages = max(1, -(-len(wrong) // PER_PAGE))
+    st.markdown(
+        f"**Misclassified ({len(wrong)} of {len(test)} test files)** at threshold "
+        f"{threshold:.3f}, most confident error first; file level."
+    )
+    if pages > 1:
+        page = st.number_input(f"Page (of {pages})", 1, pages, key=f"eval_error_page_{pages}")
+    else:
+        page = 1
+    tiles(tables.page_of(wrong, page, PER_PAGE), root, "eval_open_wrong")
+    detail(test, threshold, root)
+    least = shown["least confident"]
+    st.markdown(f"**Least confident** ({len(least)}, one per duplicate group)")
+    tiles(least, root, "eval_open_least")
+
+
+def detail(test, threshold: float, root) -> None:
+    """The opened test image, large, with the Grad-CAM heat map of the model's decision."""
+    path = st.session_state.get("eval_open")
+    rows = test[test.path == path]
+    if not path or rows.empty:
+        return
+    row = tables.gallery_rows(rows, threshold)["least confident"].iloc[0]
+    with st.container(border=True, key="eval_detail"):
+        head, close = st.columns([5, 1], vertical_alignment="center")
+        head.markdown(f"**{row.file}** · truth **{row.truth}** / predicted **{row.predicted}**")
+        close.button(
+            "Close", key="eval_close", on_click=open_image, args=(None,), icon=":material/close:"
+        )
+        st.caption(f"`{row.path}` · P(tumour) = {row.probability:.3f} · group {row.group}")
+        left, right = st.columns(2)
+        pixels, problem = preview(str(Path(root) / row.path), 512)
+        if pixels is None:
+            left.error(f"Cannot load {row.path}: {problem}")
+            return
+        left.image(pixels, caption=f"{row.file} (fitted to 512 px)", width="stretch")
+        with right:
+            heat_map(Path(root) / row.path, row)
+
+
+def heat_map(path: Path, row) -> None:
+    from tumor_model import overlay
+    from tumor_model.imageio import ImageLoadError, load_image
+
+    try:
+        image = load_image(path)
+    except ImageLoadError as err:
+        st.error(str(err))
+        return
+    stamp = places.stamp(ART, artifacts.MODEL)
+    try:
+        with st.spinner("Loading the model and computing Grad-CAM…"):
+            predictor = places.predictor(str(ART), stamp)
+            pixels, expl = predictor.explain(image, "gradcam", int(row.predicted_label))
+    except artifacts.ArtifactError as err:
+        st.error(str(err), icon=":material/error:")
+        return
+    st.image(
+        overlay.overlay(pixels, expl.heatmap, 0.4, "jet"),
+        caption=f"Grad-CAM: evidence for “{row.predicted}” (model input, {pixels.shape[0]} px)",
+        width="stretch",
+    )
 
 
 st.title("Evaluation")
@@ -113,7 +216,8 @@ test = tables.test_rows(predictions)
 if test.empty:
     st.warning("predictions.csv has no rows with split == 'test'.")
     st.stop()
-threshold, groups = controls(tables.default_threshold(card, metrics))
+default = tables.default_threshold(card, metrics)
+threshold, groups = controls(default)
 frame = level(test, groups)
 block = (metrics or {}).get(artifacts.TEST_GROUPS if groups else artifacts.TEST)
 st.caption(
@@ -121,6 +225,6 @@ st.caption(
     f"{'group' if groups else 'file'} level at threshold {threshold:.3f}."
 )
 confusion_section(frame, threshold)
-items = metrics_section(frame, block, threshold)
+items = metrics_section(frame, block, threshold, default)
 curves_section(frame, items, threshold)
 gallery(test, threshold, places.session_data_dir(st.session_state))

@@ -56,33 +56,26 @@ def evaluation_text() -> None:
     )
 
 
-def headline_section(metrics: dict) -> None:
-    st.header("Headline metrics")
-    present = tables.reported_protocols(metrics)
-    if not present:
+def headline_section(card: dict | None, metrics: dict) -> None:
+    st.header("Results")
+    head = tables.headline_block(card, metrics)
+    if head:
+        with st.container(border=True, key="overview_headline"):
+            st.markdown(tables.headline_text(metrics))
+            for col, item in zip(st.columns(len(head)), head.values(), strict=True):
+                col.metric(item["label"], item["value"])
+                col.caption(item["ci"])
+    if not tables.reported_protocols(metrics):
         st.warning("metrics.json holds no metric blocks (test, random_split, cv, cv_source).")
         return
-    for col, (key, (short, _)) in zip(_grid(len(present)), present.items(), strict=True):
-        items = tables.metric_items(metrics[key])
-        with col:
-            st.subheader(short)
-            for name in ("accuracy", "roc_auc"):
-                if name in items:
-                    label = f"{short}: {tables.LABELS[name]}"
-                    st.metric(label, tables.fmt_value(name, items[name]["value"]))
-                    st.caption(tables.ci_text(name, items[name]))
+    st.subheader("All evaluation protocols")
+    st.table(tables.results_table(metrics), hide_index=True, border="horizontal")
+    st.caption(tables.protocol_caption(metrics))
     missing = tables.absent_protocols(metrics)
     if missing:
         st.caption(f"Not in metrics.json: {', '.join(missing)}.")
-    st.dataframe(tables.protocol_table(metrics), hide_index=True, key="overview_protocols")
-    st.caption(tables.protocol_caption(metrics))
     folds_section(metrics)
     shortcut_section(metrics.get(artifacts.SHORTCUT))
-
-
-def _grid(n: int, per_row: int = 4) -> list:
-    """n columns laid out in rows of at most `per_row`, so seven protocols stay readable."""
-    return [col for start in range(0, n, per_row) for col in st.columns(min(per_row, n - start))]
 
 
 def folds_section(metrics: dict) -> None:
@@ -149,7 +142,7 @@ if card is not None:
     model_section(card)
 evaluation_text()
 if metrics is not None:
-    headline_section(metrics)
+    headline_section(card, metrics)
 if card is not None:
     card_section(card)
 links()

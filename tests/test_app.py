@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tumor_model.artifacts import PROTOCOLS, REBUILD
+from tumor_model.dashboard import dataset, tables
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "streamlit_app.py"
@@ -144,22 +146,39 @@ def test_every_page_renders(app, page):
 # ----------------------------------------------------------------------------- pages
 
 
+def _results_table(at: AppTest) -> pd.DataFrame:
+    (table,) = [t.value for t in at.table if "protocol" in t.value.columns]
+    return table
+
+
 def test_overview(app, art):
     at = _open(app, "overview")
     metrics = _json(art, "metrics.json")
-    labels = [m.label for m in at.metric]
-    assert "Group split: Accuracy" in labels
-    if "random_split" in metrics:
-        assert "Random split: Accuracy" in labels
-    accuracy = metrics["test"]["metrics"]["accuracy"]["value"]
-    assert f"{100 * accuracy:.1f}%" in [m.value for m in at.metric]
+    head = [(m.label, m.value) for m in at.main.metric if m.label.startswith(("Test", "Cross"))]
+    test = metrics["test"]["metrics"]
+    expected = [
+        ("Test accuracy", f"{100 * test['accuracy']['value']:.1f}%"),
+        ("Test ROC AUC", f"{test['roc_auc']['value']:.3f}"),
+        ("Test ECE (calibration)", f"{test['ece']['value']:.3f}"),
+    ]
+    if "cv_source" in metrics:
+        source = metrics["cv_source"]["metrics"]["accuracy"]["value"]
+        expected.append(("Cross-source CV accuracy", f"{100 * source:.1f}%"))
+    assert head == expected  # one headline block ...
+    assert len(at.main.metric) <= len(expected) + 2  # ... (+ the shortcut check), no tile wall
     assert len(at.get("page_link")) == 4
     facts = dict(at.table[0].value.values.tolist())
     card = _json(art, "model_card.json")
     assert facts["Backbone"] == card["backbone"]
     assert float(facts["Decision threshold"]) == pytest.approx(card["threshold"], abs=1e-4)
-    protocols = at.dataframe[0].value
+    minutes, seconds = divmod(round(card["train_seconds"]), 60)
+    assert facts["Training time"] == f"{minutes} min {seconds} s"
+    assert facts["Weights"] == Path(card["weights_origin"]).name
+    assert not any(str(v).startswith("/") for v in facts.values())
+    protocols = _results_table(at)
     assert protocols.protocol.iloc[0] == "Group split"
+    ece = test["ece"]
+    assert protocols.ECE.iloc[0] == f"{ece['value']:.3f} ({ece['ci_low']:.3f}–{ece['ci_high']:.3f})"
     cvs = [k for k in metrics if k.startswith("cv") and metrics[k].get("fold_accuracy")]
     assert ("Cross-validation folds" in [h.value for h in at.subheader]) == bool(cvs)
     if "cv" in metrics:
@@ -177,7 +196,7 @@ def test_dataset_with_shipped_samples(app, art):
     samples = pd.read_csv(art / "samples" / "samples.csv")
     assert len(at.image) == min(16, len(samples))
     at.radio(key="dataset_class").set_value("tumor").run()
-    assert at.image and all(c == "tumor" for img in at.image for c in img.captions)
+    assert at.image and all(c == "tumour" for img in at.image for c in img.captions)
     before = [img.value for img in at.image]
     at.radio(key="dataset_class").set_value("all").run()
     at.button(key="dataset_reshuffle").click().run()
@@ -330,3 +349,191 @@ def test_evaluation_gallery_with_dataset(app_with_data, art):
     at = _open(app_with_data, "evaluation")
     assert len(at.image) >= 8
     assert not any("cannot load" in c.value for c in at.caption)
+
+
+# ----------------------------------------------------------------------------- polish (issue 20)
+
+# the artifacts' class name as a word (not inside a path or file name such as brain-tumor-dataset)
+MACHINE_SPELLING = re.compile(r"(?<![-/_.\w])tumor(?![-/_.\w])")
+
+
+def _texts(at: AppTest) -> list[str]:
+    """Everything a user reads on the page: headings, text, metrics, widgets, table cells
+    (file paths of the dataset aside: they are the files' own names), chart labels."""
+    out = [
+        e.value
+        for kind in ("title", "header", "subheader", "markdown", "caption")
+        for e in at.get(kind)
+    ]
+    out += [e.value for kind in ("info", "warning", "error", "success") for e in at.get(kind)]
+    out += [f"{m.label} {m.value}" for m in at.metric]
+    for kind in ("radio", "selectbox", "toggle", "slider", "button", "number_input"):
+        for widget in at.get(kind):
+            out.append(str(widget.label))
+            out += [str(o) for o in getattr(widget, "options", [])]
+    for frame in [*(t.value for t in at.table), *(d.value for d in at.dataframe)]:
+        keep = [c for c in frame.columns if c not in ("path", "file", "root", "image")]
+        out += [str(c) for c in frame.columns] + frame[keep].astype(str).values.ravel().tolist()
+    out += [c for img in at.image for c in img.captions]
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        names = [t.get("name") for t in spec.get("data", [])]
+        names += [
+            str(t.get("x", ""))
+            for t in spec.get("data", [])
+            if t.get("type") in ("bar", "box", "heatmap")
+        ]
+        names += [str(t.get("y", "")) for t in spec.get("data", []) if t.get("type") == "heatmap"]
+        out += [str(n) for n in names] + [json.dumps(spec.get("layout", {}))]
+    return out
+
+
+@pytest.mark.parametrize("with_data", [False, True])
+def test_every_page_spells_tumour(app, monkeypatch, with_data):
+    if with_data:
+        if not SHARED_DATA.is_dir():
+            pytest.skip(f"dataset not at {SHARED_DATA}")
+        monkeypatch.setenv("NEUROSCAN_DATA_DIR", str(SHARED_DATA))
+    at = app
+    at.run()
+    for page in ["overview", "dataset", "training", "evaluation"]:
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception
+        texts = _texts(at)
+        assert page == "training" or any("tumour" in t for t in texts), page
+        wrong = [t for t in texts if MACHINE_SPELLING.search(t)]
+        assert not wrong, f"{page}: {wrong[:3]}"
+
+
+def test_sidebar_shows_no_machine_paths(app, monkeypatch):
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"dataset not at {SHARED_DATA}")
+    monkeypatch.setenv("NEUROSCAN_DATA_DIR", str(SHARED_DATA.resolve()))  # typed absolute
+    at = _open(app, "dataset")
+    assert at.sidebar.text_input(key="data_dir").value == "../shared/data/brain-tumor-dataset"
+    sidebar = [c.value for c in at.sidebar.caption]
+    assert any("Reading images from `../shared/data/brain-tumor-dataset`" in c for c in sidebar)
+    shown = " ".join([*sidebar, *_texts(at)])
+    assert str(REPO.parent) not in shown
+
+
+def _metrics_table(at: AppTest) -> pd.DataFrame:
+    return at.dataframe[0].value.set_index("metric")
+
+
+def _eval_caption(at: AppTest) -> str:
+    return next(c.value for c in at.caption if c.value.startswith("Threshold metrics:"))
+
+
+def test_evaluation_cis_are_metrics_json_until_the_threshold_moves(app, art):
+    at = _open(app, "evaluation")
+    stored = _json(art, "metrics.json")["test"]["metrics"]
+    table = _metrics_table(at)
+    for name, label in (("accuracy", "Accuracy"), ("sensitivity", "Sensitivity"), ("ece", "ECE")):
+        row = table.loc[label]
+        assert (row.value, row.ci_low, row.ci_high) == pytest.approx(
+            (stored[name]["value"], stored[name]["ci_low"], stored[name]["ci_high"])
+        )
+    assert "from metrics.json" in _eval_caption(at)
+    assert at.button(key="eval_reset").disabled
+    at.slider(key="eval_threshold").set_value(0.3).run()
+    assert "recomputed here for threshold 0.300" in _eval_caption(at)
+    test = _test_predictions(art)
+    live = tables.threshold_metrics(test, 0.3)
+    assert _metrics_table(at).loc["Accuracy", "ci_low"] == pytest.approx(live["accuracy"]["ci_low"])
+    assert not at.button(key="eval_reset").disabled
+    at.button(key="eval_reset").click().run()
+    threshold = _json(art, "model_card.json")["threshold"]
+    assert at.slider(key="eval_threshold").value == pytest.approx(threshold)
+    assert _shown_counts(at) == _counts(test.label, test.probability, threshold)
+    assert _metrics_table(at).loc["Accuracy", "ci_low"] == pytest.approx(
+        stored["accuracy"]["ci_low"]
+    )
+
+
+def test_reliability_diagram_shows_bin_sizes(app, art):
+    at = _open(app, "evaluation")
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    (spec,) = [c for c in charts if "Reliability" in json.dumps(c["layout"].get("title", ""))]
+    model = spec["data"][1]
+    table = tables.calibration_table(_test_predictions(art))
+    assert model["text"] == [f"n={n}" for n in table.n] and model["cliponaxis"] is False
+    assert spec["layout"]["xaxis"]["range"][1] > 1 and spec["layout"]["yaxis"]["range"][0] < 0
+
+
+def test_evaluation_gallery_pages_through_every_error(app_with_data, art):
+    at = _open(app_with_data, "evaluation")
+    test = _test_predictions(art)
+    threshold = _json(art, "model_card.json")["threshold"]
+    wrong = test[(test.probability >= threshold).astype(int) != test.label]
+    assert any(
+        f"Misclassified ({len(wrong)} of {len(test)} test files)" in m.value for m in at.markdown
+    )
+    seen = []
+    pages = [w for w in at.number_input if w.key.startswith("eval_error_page")]
+    count = int(pages[0].max) if pages else 1
+    for page in range(1, count + 1):
+        if pages:
+            at.number_input(key=pages[0].key).set_value(page).run()
+        seen += [
+            b.key.removeprefix("eval_open_wrong_")
+            for b in at.button
+            if b.key.startswith("eval_open_wrong_")
+        ]
+    assert sorted(seen) == sorted(wrong.path)  # every error, each once
+    caption = next(c for img in at.image for c in img.captions if " / predicted " in c)
+    assert " · truth " in caption and ("tumour" in caption)
+    if pages:
+        at.number_input(key=pages[0].key).set_value(1).run()
+    button = next(b for b in at.button if b.key.startswith("eval_open_wrong_"))
+    first = button.key.removeprefix("eval_open_wrong_")
+    margin = (wrong.probability - threshold).abs()
+    assert margin[wrong.path == first].iloc[0] == margin.max()  # the most confident error first
+    button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c for img in at.image for c in img.captions]
+    assert any(c.startswith(f"{Path(first).name} (fitted to 512 px)") for c in captions)
+    assert any(c.startswith("Grad-CAM: evidence for") for c in captions)
+    at.button(key="eval_close").click().run()
+    assert not any(c.startswith("Grad-CAM") for img in at.image for c in img.captions)
+
+
+def test_dataset_statements_are_computed(app, art):
+    at = _open(app, "dataset")
+    summary = _json(art, "dataset_summary.json")
+    split = pd.read_csv(art / "split.csv")
+    text = " ".join(m.value for m in at.markdown)
+    for line in dataset.property_statements(summary, split):
+        assert line in text
+    assert "**Cross-class group**" in text and "**Exact cross-class group**" in text
+
+
+def test_dataset_group_browser_lists_a_whole_group(app, art):
+    at = _open(app, "dataset")
+    groups = dataset.duplicate_groups(pd.read_csv(art / "split.csv"))
+    picker = at.selectbox(key="dataset_group")
+    assert len(picker.options) == len(groups)
+    biggest = groups.iloc[0]
+    shown = at.dataframe[-1].value
+    assert len(shown) == biggest.files  # the whole group, not 4 examples
+    other = groups.iloc[-1]
+    picker.set_value(int(other.group)).run()
+    assert len(at.dataframe[-1].value) == other.files
+    at.selectbox(key="dataset_kind").set_value("exact cross-class").run()
+    if not groups.exact_cross_class.any():
+        assert any("No exact cross-class group" in i.value for i in at.info)
+
+
+def test_dataset_group_browser_pages_the_images(app_with_data, art):
+    at = _open(app_with_data, "dataset")
+    split = pd.read_csv(art / "split.csv")
+    biggest = dataset.duplicate_groups(split).iloc[0]
+    expected = dataset.group_files(split, int(biggest.group), None).caption.tolist()
+    key = f"dataset_group_page_{biggest.group}"
+    seen = []
+    pages = int(at.number_input(key=key).max) if biggest.files > 16 else 1
+    for page in range(1, pages + 1):
+        if pages > 1:
+            at.number_input(key=key).set_value(page).run()
+        seen += [c for img in at.image for c in img.captions if c in expected]
+    assert sorted(set(seen)) == sorted(expected)

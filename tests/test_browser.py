@@ -1,14 +1,17 @@
 """The dashboard in a real browser: start `streamlit run`, visit every page with Chromium, check
-what is visible and save a screenshot per page into docs/screenshots/.
+what is visible, that no request leaves the machine and that no absolute path of this machine is
+on screen, and save a full-page screenshot per page into docs/screenshots/.
 
 Skipped when /usr/bin/chromium is missing, except in CI (env CI set), where that is a failure.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -31,8 +34,9 @@ PAGES = {
         ],
         4,
     ),
-    "predict": (["Predict"], 0),
-    "": (["NeuroScan: brain-MRI tumour detection", "How it was evaluated", "Headline metrics"], 0),
+    "predict": (["Predict", "Upload one or more scans"], 0),
+    "your_scans": (["Your scans"], 0),
+    "": (["NeuroScan: brain-MRI tumour detection", "How it was evaluated", "Results"], 1),
 }
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
 
@@ -60,16 +64,56 @@ def server(tmp_path_factory):
         yield base
 
 
+LOCAL = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def leaves_machine(url: str) -> bool:
+    """Whether a browser request goes anywhere but this machine (data:/blob: never do)."""
+    parts = urlsplit(url)
+    return parts.scheme not in ("data", "blob", "about") and parts.hostname not in LOCAL
+
+
 @pytest.fixture(scope="module")
-def page(server):
+def outside():
+    """Every request of the module's browser page that left localhost."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def page(server, outside):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": 1280, "height": 900})
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.on("request", lambda r: outside.append(r.url) if leaves_machine(r.url) else None)
+            yield tab
         finally:
             browser.close()
+
+
+def full_page_screenshot(page, path: Path, limit: int = 1_500_000) -> None:
+    """The whole page, not the first screen: Streamlit scrolls inside its main block, so the
+    viewport is grown to the content's height first; a large PNG is saved with 256 colours."""
+    from PIL import Image
+
+    size = page.viewport_size
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll("
+        "'[data-testid=stMain], [data-testid=stAppViewContainer], section')]"
+        ".map(e => e.scrollHeight), window.innerHeight)"
+    )
+    page.set_viewport_size({"width": size["width"], "height": min(int(height), 12_000)})
+    page.wait_for_timeout(1500)  # charts redraw at the new size
+    shot = page.screenshot()
+    page.set_viewport_size(size)
+    if len(shot) > limit:
+        picture = Image.open(io.BytesIO(shot)).convert("RGB").quantize(256)
+        buf = io.BytesIO()
+        picture.save(buf, "PNG", optimize=True)
+        shot = buf.getvalue()
+    path.write_bytes(shot)
 
 
 IDLE = """(n) => !document.querySelector('[data-testid="stStatusWidget"]')
@@ -91,23 +135,33 @@ def _settle(page, charts: int, timeout: float = 90) -> None:
     pytest.fail(f"page {page.url} never settled")
 
 
-def test_every_page_in_the_browser(server, page):
+def test_every_page_in_the_browser(server, page, outside):
     from playwright.sync_api import expect
 
     SHOTS.mkdir(parents=True, exist_ok=True)
+    machine = str(REPO.parent)  # e.g. /work: no path under it may be shown
     for path, (texts, charts) in PAGES.items():
         page.goto(f"{server}/{path}", wait_until="domcontentloaded")
-        _settle(page, charts)
         body = page.locator('[data-testid="stMain"]')
+        if path == "predict":  # the first visit loads the model: the page says so meanwhile
+            expect(body.get_by_text("Loading the model").first).to_be_visible(timeout=60_000)
+        _settle(page, charts)
         for text in texts:
             expect(body.get_by_text(text).first).to_be_visible(timeout=30_000)
         assert page.locator('[data-testid="stException"]').count() == 0, f"/{path} raised"
         sidebar = page.locator('[data-testid="stSidebar"]')
         expect(sidebar.get_by_text("Research tool — not for diagnosis")).to_be_visible()
         assert page.locator(".js-plotly-plot").count() >= charts
-        shot = SHOTS / f"{path or 'overview'}.png"
-        page.screenshot(path=str(shot))
-        assert shot.stat().st_size < 600_000
+        values = page.eval_on_selector_all("input, textarea", "els => els.map(e => e.value)")
+        shown = "\n".join([page.locator("body").inner_text(), *values])
+        assert machine not in shown, f"/{path} shows a path of this machine"
+        assert "tumour" in shown or path not in ("", "dataset", "evaluation")
+        if path in ("", "dataset", "training", "evaluation"):  # the README's; predict.png is
+            # shot by tests/test_predict_browser.py with a scan uploaded
+            shot = SHOTS / f"{path or 'overview'}.png"
+            full_page_screenshot(page, shot)
+            assert 20_000 < shot.stat().st_size < 1_500_000
+    assert outside == [], f"requests left the machine: {sorted(set(outside))[:5]}"
 
 
 def test_threshold_slider_in_the_browser(server, page):
@@ -131,3 +185,14 @@ def test_threshold_slider_in_the_browser(server, page):
     expect(metric.locator('[data-testid="stMetricValue"]')).to_have_text(
         str(expected), timeout=30_000
     )
+
+
+def test_no_request_leaves_the_machine(server, page, outside):
+    """After every page and the slider above (the module's tests run in file order): nothing
+    the dashboard showed (favicon, icons, fonts, chart assets) asked the network."""
+    page.goto(f"{server}/", wait_until="domcontentloaded")
+    page.locator('[data-testid="stPageLink"]').first.wait_for(timeout=60_000)
+    page.wait_for_timeout(2000)
+    assert outside == [], f"requests left the machine: {sorted(set(outside))[:5]}"
+    assert not any(leaves_machine(u) for u in ("http://127.0.0.1:1/x", "data:image/png,00"))
+    assert leaves_machine("https://fonts.gstatic.com/s/i/x.svg")

@@ -18,6 +18,7 @@ def test_confusion_figure_counts_and_rates():
     heat = fig.data[0]
     np.testing.assert_allclose(heat.z, [[0.5, 0.5], [0.2, 0.8]])
     assert heat.text[1][1] == "8<br>80.0%"
+    assert list(heat.x) == ["predicted no tumour", "predicted tumour"]
 
 
 def test_curve_figures_mark_the_threshold(test_frame):  # noqa: F811
@@ -42,6 +43,12 @@ def test_calibration_figure(test_frame):  # noqa: F811
     table = tables.calibration_table(test_frame)
     fig = figures.calibration_figure(table)
     assert len(fig.data) == 2 and list(fig.data[1].x) == list(table.mean_probability)
+    model = fig.data[1]
+    assert list(model.text) == [f"n={n}" for n in table.n]  # every bin says its size
+    np.testing.assert_allclose(model.error_y.array, table.high - table.fraction_tumor)
+    assert model.cliponaxis is False  # a marker at 0 or 1 is drawn whole
+    assert fig.layout.xaxis.range[0] < 0 and fig.layout.xaxis.range[1] > 1
+    assert fig.layout.yaxis.range[0] < 0 and fig.layout.yaxis.range[1] > 1
 
 
 def test_fold_figure_in_percent():
@@ -60,6 +67,7 @@ def test_dataset_figures(summary, test_frame):  # noqa: F811
     assert len(figures.class_balance_figure(dataset.class_counts(test_frame)).data) == 2
     sizes = figures.size_figure(summary)
     assert len([t for t in sizes.data if isinstance(t, go.Box)]) == 6
+    assert {t.name for t in sizes.data} == {"no tumour", "tumour"}
     formats = figures.category_figure(summary, "formats")
     png = next(t for t in formats.data if t.name == "PNG")
     assert list(png.y) == [0.0, 0.4]

@@ -4,6 +4,7 @@ threshold metrics (computed by tumor_model.evaluate) and the training history.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -97,7 +98,7 @@ def test_every_reported_metric_has_a_label():
 # ----------------------------------------------------------------------------- protocols
 
 
-def test_protocol_table_skips_missing_and_retired_blocks():
+def test_results_table_skips_missing_and_retired_blocks():
     metrics = {
         "test": block(accuracy=0.9, roc_auc=0.95),
         "cv": {**block(accuracy=0.88), "folds": 10},
@@ -105,29 +106,51 @@ def test_protocol_table_skips_missing_and_retired_blocks():
         "cv_fine_tuned_gpu": {**block(accuracy=0.96), "folds": 10},  # not in the contract
         "shortcut": {"accuracy_original": 0.9},
     }
-    table = tables.protocol_table(metrics)
+    table = tables.results_table(metrics)
     assert list(table.protocol) == ["Group split", "Grouped CV", "Cross-source CV, fine-tuned"]
+    assert list(table.columns)[-1] == "ECE" and (table.ECE == "n/a").all()
     assert list(table.folds) == ["-", "10", "3"]
     assert table.loc[0, "Accuracy"] == "90.0% (80.0–95.0)"
     assert table.loc[0, "ROC AUC"] == "0.950 (0.850–1.000)"
     assert table.loc[1, "ROC AUC"] == "n/a"
-    assert tables.protocol_table({}).empty
+    assert tables.results_table({}).empty
+    with_ece = tables.results_table({"test": block(accuracy=0.9, ece=0.04)})
+    assert with_ece.loc[0, "ECE"] == "0.040 (-0.060–0.090)"
     absent = tables.absent_protocols(metrics)
     assert "Per group" in absent and "Grouped CV" not in absent
     assert not any("GPU" in name for name in absent)
 
 
+def test_headline_block_is_the_test_split_and_the_cross_source_cv():
+    metrics = {
+        "test": {**block(accuracy=0.95, roc_auc=0.98, ece=0.04), "n": 464},
+        "cv_source": {**block(accuracy=0.86), "n": 4600, "folds": 10},
+    }
+    head = tables.headline_block(None, metrics)
+    assert [h["label"] for h in head.values()] == [
+        "Test accuracy",
+        "Test ROC AUC",
+        "Test ECE (calibration)",
+        "Cross-source CV accuracy",
+    ]
+    assert head["accuracy"]["value"] == "95.0%" and head["accuracy"]["ci"] == "95% CI 85.0%–100.0%"
+    assert head["ece"]["value"] == "0.040"
+    text = tables.headline_text(metrics)
+    assert "464 test files" in text and "4600 files, 10 folds" in text
+    assert list(tables.headline_block(None, {"test": block(accuracy=0.9)})) == ["accuracy"]
+
+
 def test_test_split_is_named_after_the_models_split():
     test = {"test": block(accuracy=0.8), "test_groups": block(accuracy=0.8)}
-    group = tables.protocol_table(test)
-    source = tables.protocol_table({**test, "protocol": {"split": "source", "seed": 314}})
+    group = tables.results_table(test)
+    source = tables.results_table({**test, "protocol": {"split": "source", "seed": 314}})
     assert list(group.protocol) == ["Group split", "Per group"]
     assert list(source.protocol) == ["Source split", "Per group"]
     caption = tables.protocol_caption({**test, "protocol": {"split": "random"}})
     assert caption.startswith("Cells: value (95% CI). Random split = Random split, test files")
     assert "per group = Random split, test groups" in caption
     assert "Group split = Duplicate-group split" in tables.protocol_caption({})
-    site = tables.protocol_table({**test, "protocol": {"split": "site"}})
+    site = tables.results_table({**test, "protocol": {"split": "site"}})
     assert site.protocol[0] == "site split"
 
 
@@ -177,7 +200,35 @@ def test_model_facts_and_counts():
     assert facts["Backbone"] == "mobilenetv2" and "224 px" in facts["Input"]
     assert "Fine-tuning augmentation" not in facts  # frozen model: nothing to say
     counts = tables.data_counts(card)
-    assert counts["count"].sum() == 101 and set(counts["class"]) == {"healthy", "tumor"}
+    assert counts["count"].sum() == 101 and set(counts["class"]) == {"no tumour", "tumour"}
+
+
+def test_model_facts_minutes_and_no_machine_paths(tmp_path):
+    card = {
+        "train_seconds": 1257.2,
+        "weights_origin": "/home/someone/weights/mobilenet_v2_no_top.h5",
+        "settings": {"data_dirs": [str(tables_app_dir().parent / "shared" / "data" / "kaggle")]},
+    }
+    facts = dict(tables.model_facts(card).values.tolist())
+    assert facts["Training time"] == "20 min 57 s" and "Training time (s)" not in facts
+    assert facts["Weights"] == "mobilenet_v2_no_top.h5"
+    assert facts["Training data"] == "../shared/data/kaggle"
+    assert tables.minutes(59.6) == "1 min 0 s" and tables.minutes(None) is None
+
+
+def tables_app_dir():
+    from tumor_model.dashboard.places import APP_DIR
+
+    return APP_DIR
+
+
+def test_shown_path_is_never_absolute(tmp_path):
+    app = tables_app_dir()
+    assert tables.shown_path(app / "artifacts") == "artifacts"
+    assert tables.shown_path(app.parent / "shared" / "data") == "../shared/data"
+    assert tables.shown_path("../relative/as/typed") == "../relative/as/typed"
+    far = Path("/", *[f"d{i}" for i in range(6)], "set", "images")
+    assert tables.shown_path(far, base=app) == "set/images"
 
 
 @pytest.mark.parametrize(
@@ -276,18 +327,46 @@ def test_calibration_table(test_frame):
     assert table.n.sum() == len(test_frame)
     assert table.bin_low.is_monotonic_increasing and (table.bin_high - table.bin_low).gt(0).all()
     assert table.mean_probability.between(table.bin_low, table.bin_high).all()
+    assert (table.low <= table.fraction_tumor).all() and (table.fraction_tumor <= table.high).all()
+    sure = tables.calibration_table(test_frame.assign(probability=0.97, label=1))
+    assert sure.n.tolist() == [len(test_frame)] and sure.high[0] == 1.0
+    n = len(test_frame)  # Wilson's lower bound for n out of n: n / (n + z^2)
+    assert sure.low[0] == pytest.approx(n / (n + 1.96**2))
+
+
+def test_stored_point_items_only_at_the_models_threshold():
+    stored = {**block(accuracy=0.95, sensitivity=0.9, roc_auc=0.98), "threshold": 0.56}
+    items = tables.stored_point_items(stored, 0.56, 0.56)
+    assert set(items) == {"accuracy", "sensitivity"}
+    assert items["accuracy"] == stored["metrics"]["accuracy"]  # metrics.json's CI, as is
+    assert tables.stored_point_items(stored, 0.6, 0.56) is None  # the user moved it
+    assert tables.stored_point_items(None, 0.56, 0.56) is None
+    elsewhere = {**stored, "threshold": 0.5}  # a block measured at another threshold
+    assert tables.stored_point_items(elsewhere, 0.56, 0.56) is None
 
 
 def test_gallery_rows(test_frame):
     rows = tables.gallery_rows(test_frame, 0.5, k=5)
     wrong = rows["misclassified"]
+    errors = ((test_frame.probability >= 0.5).astype(int) != test_frame.label).sum()
+    assert len(wrong) == errors > 5  # every error, copies of a group included
     assert ((wrong.probability >= 0.5).astype(int) != wrong.label).all()
     assert wrong.margin.is_monotonic_decreasing
+    first = wrong.iloc[0]
+    assert first.file == first.path and first.truth != first.predicted
+    assert first.caption.startswith(f"{first.file} · truth {first.truth} / predicted ")
+    assert {*wrong.truth, *wrong.predicted} <= {"tumour", "no tumour"}
     unsure = rows["least confident"]
     assert len(unsure) == 5 and unsure.margin.is_monotonic_increasing
     assert unsure.margin.max() <= (test_frame.probability - 0.5).abs().nsmallest(6).max()
-    for part in rows.values():
-        assert part.group.is_unique
+    assert unsure.group.is_unique
+
+
+def test_page_of_covers_every_row_once(test_frame):
+    pages = [tables.page_of(test_frame, k, 50) for k in (1, 2, 3)]
+    assert [len(p) for p in pages] == [50, 50, 20]
+    assert pd.concat(pages).path.tolist() == test_frame.path.tolist()
+    assert tables.page_of(test_frame, 9, 50).path.tolist() == pages[-1].path.tolist()
 
 
 def test_gallery_shows_each_group_once(test_frame):
@@ -298,18 +377,22 @@ def test_gallery_shows_each_group_once(test_frame):
 def test_results_frame_one_row_per_scan():
     result = {
         "file": "a.png",
-        "probability": 0.9,
+        "probability": 0.912345678,
         "label": "tumor",
         "band": "confident: tumour",
         "out_of_distribution": False,
-        "ood_score": 0.1,
-        "threshold": 0.5,
+        "ood_score": 0.123456,
+        "threshold": 0.5649720172316278,
     }
     items = [{"name": "a.png", "result": result}, {"name": "b.txt", "error": "not an image"}]
     frame = tables.results_frame(items)
     assert list(frame.file) == ["a.png", "b.txt"] and list(frame.error) == ["", "not an image"]
     assert frame.label[0] == "tumour" and np.isnan(frame.probability[1])
     assert list(frame.columns)[-2:] == ["threshold", "error"]
+    assert (frame.probability[0], frame.threshold[0], frame.ood_score[0]) == (0.9123, 0.565, 0.12)
+    assert frame.label[1] == "" and frame.band[1] == ""  # no None in text cells
+    csv = frame.to_csv(index=False)
+    assert "0.9123," in csv and "0.565," in csv and "None" not in csv and "nan" not in csv
 
 
 # ----------------------------------------------------------------------------- training

@@ -144,7 +144,7 @@ def test_explaining_never_modifies_the_model(trained, held_out):
 
 
 # Score-CAM with max_n 64 uses all 16 channels, with 6 the 6 maps of largest spatial std.
-CASES = [("gradcam", 64), ("gradcam++", 64), ("scorecam", 64), ("scorecam", 6)]
+CASES = [("gradcam", 64), ("gradcam++", 64), ("layercam", 64), ("scorecam", 64), ("scorecam", 6)]
 
 
 @pytest.mark.parametrize(("method", "max_n"), CASES)
@@ -188,3 +188,45 @@ def test_bad_arguments_are_named(explainer, held_out):
         ex.Explainer(explainer.model, "no_such_layer")
     with pytest.raises(ValueError, match="target"):
         explainer.heatmap(x[0], "gradcam", target=2)
+
+
+@pytest.mark.parametrize("method", ex.CAMS)
+def test_target_layers_match_tf_keras_vis(trained, held_out, method):
+    """A finer layer and a fused list of layers: the compiled map is tf-keras-vis's, layer by
+    layer, fused the same way; explain_many gives explain's maps from one pass."""
+    x, y, _ = held_out
+    i = int(np.flatnonzero(y == 1)[0])
+    fast = ex.Explainer(trained, "last_conv", scorecam_max_n=6)
+    slow = ex.Explainer(trained, "last_conv", scorecam_max_n=6, compiled=False)
+    for layer in ("conv2", ["last_conv", "conv2", "conv1"]):
+        a, b = fast.explain(x[i], method, 1, layer), slow.explain(x[i], method, 1, layer)
+        assert a.layers == b.layers == ((layer,) if isinstance(layer, str) else tuple(layer))
+        assert b.heatmap.std() > 0.01
+        np.testing.assert_allclose(a.heatmap, b.heatmap, atol=2e-3)
+    coarse, fine = fast.heatmap(x[i], method, 1), fast.heatmap(x[i], method, 1, "conv1")
+    assert not np.allclose(coarse, fine, atol=0.05)  # the layer changes the map
+    configs = [(method, None), (method, "conv1"), (method, ("last_conv", "conv1"))]
+    for (m, layer), many in zip(configs, fast.explain_many(x[i], configs, 1), strict=True):
+        np.testing.assert_array_equal(many.heatmap, fast.heatmap(x[i], m, 1, layer))
+
+
+def test_fused_layers_follow_layer_cam():
+    """One map as it is; several: divided by their max, tanh(2 m) but the coarsest, maximum."""
+    coarse, fine = np.array([[0.0, 4.0], [2.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 0.5]])
+    np.testing.assert_array_equal(ex._fuse([coarse], [49]), coarse)
+    fused = ex._fuse([coarse, fine], [4, 16])
+    np.testing.assert_allclose(fused, [[np.tanh(2.0), 1.0], [0.5, np.tanh(1.0)]])
+
+
+def test_bad_layers_are_named(explainer, held_out):
+    x, _, _ = held_out
+    with pytest.raises(ValueError, match="'no_such_layer'"):
+        explainer.heatmap(x[0], "gradcam", layer="no_such_layer")
+    with pytest.raises(ValueError, match="'pool'"):  # a layer without (h, w, channels) maps
+        explainer.heatmap(x[0], "layercam", layer=["last_conv", "pool"])
+    with pytest.raises(ValueError, match="takes no layer"):
+        explainer.heatmap(x[0], "smoothgrad", layer="conv1")
+    with pytest.raises(ValueError, match="repeat"):
+        explainer.heatmap(x[0], "gradcam", layer=["conv1", "conv1"])
+    with pytest.raises(ValueError, match="'smoothgrad'"):
+        explainer.explain_many(x[0], [("smoothgrad", None)])

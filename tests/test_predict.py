@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from tumor_model import cli
+from tumor_model import cli, ood
 from tumor_model.artifacts import CARD, MODEL, REBUILD, ArtifactError, read_card
-from tumor_model.config import CLASS_NAMES
+from tumor_model.config import CLASS_NAMES, DISPLAY_NAMES
 from tumor_model.imageio import load_scan
-from tumor_model.predict import Predictor, confidence_band
+from tumor_model.predict import NO_VERDICT, Predictor, confidence_band
 
 from badfiles import bad_files, odd_files, valid_image_bytes
 from conftest import REPO, SHARED_DATA
@@ -49,13 +49,22 @@ def samples(artifacts) -> pd.DataFrame:
     return frame.assign(path=[artifacts / "samples" / f for f in frame.file])
 
 
-def _is_prediction(result: dict, predictor: Predictor) -> None:
+def _is_prediction(result: dict, predictor: Predictor, shown: bool = False) -> None:
+    """`shown`: a line of the CLI, whose label is the user-facing config.DISPLAY_NAMES one."""
     p = result["probability"]
     assert 0.0 <= p <= 1.0
     assert result["threshold"] == predictor.threshold
-    assert result["label"] == CLASS_NAMES[int(p >= predictor.threshold)]
-    assert result["band"] == confidence_band(p, predictor.threshold)
     assert isinstance(result["out_of_distribution"], bool) and np.isfinite(result["ood_score"])
+    assert result["is_mri"] is not result["out_of_distribution"]
+    if not (result["is_mri"] or result["predicted_anyway"]):  # the guard withheld the verdict
+        assert result["label"] is None and result["band"] is None
+        assert result["verdict"] == NO_VERDICT and result["ood_reason"].startswith(ood.NOT_MRI)
+        return
+    name = CLASS_NAMES[int(p >= predictor.threshold)]
+    assert result["label"] == (DISPLAY_NAMES[name] if shown else name)
+    assert result["band"] == confidence_band(p, predictor.threshold)
+    assert result["verdict"].startswith(result["band"])
+    assert (result["ood_reason"] is None) is result["is_mri"]
 
 
 # ----------------------------------------------------------------------------- predictions
@@ -172,7 +181,9 @@ def test_cli_predict_explain_mixed_batch(artifacts, predictor, samples, tmp_path
     assert overlays[0] == out / "scan_gradcam.png" and overlays[0] != overlays[1]
     for i, path in zip((0, 2), overlays, strict=True):
         _is_prediction(
-            {k: v for k, v in lines[i].items() if k not in ("overlay", "explained")}, predictor
+            {k: v for k, v in lines[i].items() if k not in ("overlay", "explained")},
+            predictor,
+            shown=True,
         )
         assert lines[i]["explained"] == lines[i]["label"]
         with Image.open(path) as img:
@@ -315,3 +326,53 @@ def test_blank_array_input_is_safe(predictor):
     buf = io.BytesIO()
     blank.save(buf, "PNG")
     assert predictor.predict_files([buf.getvalue()], ["blank.png"])[0]["file"] == "blank.png"
+
+
+# ----------------------------------------------------------------------------- no verdict
+
+
+def _chart() -> bytes:
+    """A colour chart: not a brain-MRI slice (the image checks fire whatever the model)."""
+    img = Image.new("RGB", (120, 80), (250, 250, 250))
+    draw = ImageDraw.Draw(img)
+    for i, colour in enumerate([(255, 0, 0), (0, 200, 0), (0, 0, 255), (250, 200, 0)]):
+        draw.rectangle([i * 30, 0, i * 30 + 29, 79], fill=colour)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_what_is_not_a_brain_mri_gets_no_verdict(predictor, samples):
+    """The chart is flagged with the checks named, no label and no band; asked to predict
+    anyway, it gets the label and band and keeps the warning. A sample scan is unaffected."""
+    chart, scan = _chart(), samples.path.iloc[0].read_bytes()
+    withheld, sample = predictor.predict_files([chart, scan], ["chart.png", "scan.png"])
+    assert withheld["is_mri"] is False and withheld["out_of_distribution"] is True
+    assert withheld["label"] is None and withheld["band"] is None
+    assert withheld["verdict"] == NO_VERDICT == "no verdict: does not look like a brain-MRI slice"
+    assert "colour" in withheld["ood_checks"] and "colour image" in withheld["ood_reason"]
+    anyway = predictor.predict_files([chart], ["chart.png"], predict_anyway=True)[0]
+    assert anyway["predicted_anyway"] is True and anyway["is_mri"] is False
+    assert anyway["label"] in CLASS_NAMES and anyway["band"]
+    assert anyway["ood_reason"] == withheld["ood_reason"]
+    assert "predicted anyway" in anyway["verdict"]
+    assert predictor.predict_anyway(withheld) == anyway
+    _is_prediction(withheld, predictor)
+    _is_prediction(anyway, predictor)
+    again = predictor.predict_files([scan], ["scan.png"], predict_anyway=True)[0]
+    assert again == sample  # predicting anyway changes nothing for a scan that passes
+
+
+def test_cli_predict_anyway_flag(artifacts, tmp_path, capsys):
+    """The JSON line of a flagged file: is_mri false and label null, or with --predict-anyway
+    the label and the warning; --explain draws no map for a withheld verdict."""
+    path = tmp_path / "chart.png"
+    path.write_bytes(_chart())
+    assert cli.main(["predict", str(path), "--artifacts", str(artifacts), "--explain",
+                     str(tmp_path / "maps")]) == 0  # fmt: skip
+    line = json.loads(capsys.readouterr().out)
+    assert line["is_mri"] is False and line["label"] is None and "overlay" not in line
+    assert cli.main(["predict", str(path), "--artifacts", str(artifacts), "--predict-anyway"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["is_mri"] is False and line["predicted_anyway"] is True
+    assert line["label"] in DISPLAY_NAMES.values() and line["ood_reason"].startswith(ood.NOT_MRI)

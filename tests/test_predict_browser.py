@@ -12,12 +12,14 @@ import os
 
 import pandas as pd
 import pytest
+from test_browser import full_page_screenshot, leaves_machine
 
 from badfiles import bad_files
 from conftest import REPO
 from streamlit_server import CHROMIUM, CHROMIUM_ARGS, shipped_artifacts, streamlit_server
 
 SHOT = REPO / "docs" / "screenshots" / "predict.png"
+VOLUME_SHOT = REPO / "docs" / "screenshots" / "predict_volume.png"
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
 
 pytestmark = pytest.mark.slow
@@ -57,6 +59,8 @@ def test_upload_and_explain_in_the_browser(server, tmp_path):
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1250})
+            outside = []
+            page.on("request", lambda r: outside.append(r.url) if leaves_machine(r.url) else None)
             page.goto(f"{base}/predict", wait_until="domcontentloaded")
             main = page.locator('[data-testid="stMain"]')
             expect(main.get_by_text("Upload one or more scans")).to_be_visible(timeout=90_000)
@@ -72,8 +76,9 @@ def test_upload_and_explain_in_the_browser(server, tmp_path):
             expect(main.get_by_text("P(tumour)").first).to_be_visible()
             assert page.locator('[data-testid="stException"]').count() == 0
             SHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SHOT))
-            assert 5_000 < SHOT.stat().st_size < 600_000
+            full_page_screenshot(page, SHOT)
+            assert 5_000 < SHOT.stat().st_size < 1_500_000
+            assert str(REPO.parent) not in page.locator("body").inner_text()
 
             # the uploader keeps the sample and adds the bad file: a batch of two
             page.locator('input[type="file"]').set_input_files(str(bad))
@@ -83,5 +88,55 @@ def test_upload_and_explain_in_the_browser(server, tmp_path):
             )
             _idle(page)
             assert page.locator('[data-testid="stException"]').count() == 0
+            assert outside == [], f"requests left the machine: {sorted(set(outside))[:5]}"
+        finally:
+            browser.close()
+
+
+def test_volume_in_the_browser(server, tmp_path):
+    """A NIfTI stacked from the shipped samples (tests/volumes.py): the per-slice chart, the slice
+    slider, the most suspicious slices' overlays; full page: docs/screenshots/predict_volume.png."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from volumes import sample_volume
+
+    base, art = server
+    path = tmp_path / "stack.nii.gz"
+    path.write_bytes(sample_volume(art))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(f"{base}/predict", wait_until="domcontentloaded")
+            main = page.locator('[data-testid="stMain"]')
+            expect(main.get_by_text("Upload one or more scans")).to_be_visible(timeout=90_000)
+            page.locator('input[type="file"]').set_input_files(str(path))
+            expect(main.get_by_text("Volume verdict").first).to_be_visible(timeout=120_000)
+            shots = page.locator('img[alt="suspicious slice overlay"]')
+            expect(shots.first).to_be_visible(timeout=90_000)
+            _idle(page)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('img[alt$=\"overlay\"]')]"
+                ".every(i => i.complete && i.naturalWidth > 0)",
+                timeout=30_000,
+            )
+            assert shots.count() == 3
+            expect(main.locator(".js-plotly-plot").first).to_be_visible()
+            expect(main.get_by_text("P(tumour) per slice")).to_be_visible()
+            expect(main.get_by_role("slider").first).to_be_visible()
+            assert page.locator('[data-testid="stException"]').count() == 0
+            text = main.inner_text()
+            assert "/tmp/" not in text and str(REPO) not in text  # no machine paths on screen
+            # Streamlit scrolls inside its main block: grow the window to the content's height
+            # so that the full-page shot holds the whole view (slider, overlays, geometry)
+            height = page.evaluate(
+                "() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight"
+            )
+            page.set_viewport_size({"width": 1280, "height": int(height) + 40})
+            page.wait_for_timeout(1500)
+            _idle(page)
+            VOLUME_SHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(VOLUME_SHOT), full_page=True)
+            assert 5_000 < VOLUME_SHOT.stat().st_size < 1_500_000
         finally:
             browser.close()

@@ -15,7 +15,9 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tumor_model import localise
 from tumor_model.artifacts import CARD, REBUILD
+from tumor_model.explain import METHOD_NAMES
 from tumor_model.predict import confidence_band
 
 from badfiles import bad_files, odd_files
@@ -81,7 +83,7 @@ def test_page_starts_empty_with_the_notice(page):
     assert not page.error and not page.main.metric  # the sidebar shows the model's metric
 
 
-def test_upload_one_sample_shows_probability_and_overlay(page, sample):
+def test_upload_one_sample_shows_probability_and_overlay(page, sample, art):
     at = _upload(page, [sample])
     shown = _metrics(at)
     p, threshold = float(shown["P(tumour)"]), float(shown["Threshold"])
@@ -89,7 +91,10 @@ def test_upload_one_sample_shows_probability_and_overlay(page, sample):
     assert shown["Decision"] == ("tumour" if p >= threshold else "no tumour")
     band = confidence_band(p, threshold)
     assert any(band[1:] in m.value for m in [*at.info, *at.warning])
-    assert _overlay_captions(at) == [f"Grad-CAM overlay: evidence for “{shown['Decision']}”"]
+    default = METHOD_NAMES[localise.default_explanation(art)[0]]  # neuroscan localise's choice
+    assert _overlay_captions(at) == [f"{default} overlay: evidence for “{shown['Decision']}”"]
+    shipped = localise.shipped(art) is not None  # then its benchmark line is shown
+    assert any(c.value.startswith("Default map: ") for c in at.caption) == shipped
     assert at.download_button(key="predict_overlay_png")
     assert not at.error
 
@@ -113,9 +118,13 @@ def test_batch_of_three_with_one_bad(page, sample):
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and errors[0].startswith("'truncated.jpg': ")
     table = _results(at)
-    assert list(table.file) == ["first.png", "truncated.jpg", "third.png"]
-    assert table.probability.notna().tolist() == [True, False, True]
-    assert (table.error != "").tolist() == [False, True, False]
+    assert list(table.file) == ["first.png", "third.png"]  # predicted scans: no empty cells
+    assert not table.isna().any().any() and "error" not in table
+    assert (table.probability == table.probability.round(4)).all()
+    assert (table.threshold == table.threshold.round(4)).all()
+    (unread,) = [t.value for t in at.table if "error" in t.value.columns]
+    assert unread.file.tolist() == ["truncated.jpg"]
+    assert unread.error.tolist() == errors  # the whole message, in a table that wraps it
     assert at.download_button(key="predict_csv")
     assert len(at.get("progress")) == 1
     assert _overlay_captions(at), "the first good scan is explained"
@@ -141,7 +150,9 @@ def test_many_bad_kinds_in_one_batch_never_crash(page, sample):
     assert len(errors) == len(kinds)
     for kind, message in zip(kinds, errors, strict=True):
         assert message.startswith(f"'{kind}': ") and "Traceback" not in message
-    assert _results(at).probability.notna().sum() == 1
+    assert len(_results(at)) == 1
+    (unread,) = [t.value for t in at.table if "error" in t.value.columns]
+    assert unread.error.tolist() == errors
 
 
 def test_dicom_frame_slider_and_safe_tags(page):
@@ -156,6 +167,7 @@ def test_dicom_frame_slider_and_safe_tags(page):
         assert secret not in text
     slider.set_value(1).run()
     _clean(at)
+    _predict_anyway(at)  # a synthetic head pattern: the guard may withhold the verdict
     assert _overlay_captions(at) and "P(tumour)" in _metrics(at)
 
 
@@ -184,16 +196,31 @@ def test_shipped_sample_picker(page, sample):
     assert _overlay_captions(at)
 
 
-def test_out_of_distribution_warning_is_shown(page, art):
-    """A blank image is far from brain MRIs; when the guard flags it the page must say so."""
-    from tumor_model.predict import Predictor
+def _predict_anyway(at: AppTest) -> AppTest:
+    """Turn on "Predict anyway" where the guard withheld the verdict (no-op otherwise)."""
+    for toggle in at.toggle:
+        if toggle.key and toggle.key.startswith("predict_anyway_"):
+            toggle.set_value(True).run()
+            _clean(at)
+    return at
 
+
+def test_not_a_brain_mri_gets_no_verdict_until_predicted_anyway(page):
+    """A white image is no brain-MRI slice: the page says so with the reason, shows no
+    decision, band or heat map; "Predict anyway" shows them with the warning kept."""
     buf = io.BytesIO()
     Image.new("RGB", (128, 128), (255, 255, 255)).save(buf, "PNG")
-    result = Predictor(art).predict_files([buf.getvalue()], ["white.png"])[0]
     at = _upload(page, [("white.png", buf.getvalue())])
-    warned = any("Unusual image" in w.value for w in at.warning)
-    assert warned == result["out_of_distribution"]
+    (message,) = [e.value for e in at.error]
+    assert "does not look like a brain-mri slice" in message.lower()
+    assert "grey level" in message  # the check that fired is named
+    assert not at.main.metric and not _overlay_captions(at) and not at.image
+    assert not [i for i in at.info if "against a threshold" in i.value]  # no band
+    at = _predict_anyway(at)
+    shown = _metrics(at)
+    assert shown["Decision"] in ("tumour", "no tumour")
+    assert any("Unusual image, predicted anyway" in w.value for w in at.warning)
+    assert _overlay_captions(at)
 
 
 def test_missing_artifacts_show_the_rebuild_command(tmp_path, monkeypatch):
@@ -205,3 +232,81 @@ def test_missing_artifacts_show_the_rebuild_command(tmp_path, monkeypatch):
     errors = " ".join(e.value for e in at.error)
     assert f"Artifact {CARD!r}" in errors and "is missing" in errors and REBUILD in errors
     assert not at.file_uploader
+
+
+# ----------------------------------------------------------------------------- volumes
+
+
+def test_volume_shows_chart_slider_verdict_and_suspicious_slices(page, art):
+    from tumor_model import volume as vol
+    from tumor_model.predict import Predictor
+
+    from volumes import sample_volume
+
+    data = sample_volume(art)  # 14 shipped sample slices, 4 tumour ones in the middle
+    expected = vol.predict_volume(Predictor(art), vol.load_volume([data], ["stack.nii.gz"]))
+    at = _upload(page, [("stack.nii.gz", data)])
+    assert not at.error and at.header[0].value == "stack.nii.gz"
+    shown = _metrics(at)
+    assert shown["Volume verdict"] == {"tumor": "tumour", "healthy": "no tumour"}.get(
+        expected["label"], expected["label"]
+    )
+    assert shown["Slices"] == "14 (axial)"
+    assert float(shown["Highest P(tumour)"]) == pytest.approx(max(expected["probabilities"]), 1e-3)
+    assert any(vol.RULE in m.value for m in at.markdown)
+    assert any(c.value.startswith("How the rule was checked (on this model)") for c in at.caption)
+    (chart,) = [e for e in at.get("plotly_chart") if e.key.startswith("predict_volume_chart_")]
+    slider = at.slider(key=next(k for k in _keys(at) if k.startswith("predict_slice_")))
+    assert slider.max == 14 and slider.value == expected["most_suspicious"][0]
+    captions = [c for img in at.image for c in img.captions]
+    top = [f"Slice {k}: P(tumour) " for k in expected["most_suspicious"]]
+    assert [c[: len(t)] for c, t in zip(captions[2:], top, strict=True)] == top
+    slider.set_value(1).run()
+    _clean(at)
+    assert at.image[1].captions[0].startswith(
+        f"Slice 1: P(tumour) {expected['probabilities'][0]:.3f}"
+    )
+
+
+def test_bad_volumes_are_errors_and_the_rest_is_predicted(page, sample):
+    import numpy as np
+
+    from volumes import nifti_bytes, series_files, zip_bytes
+
+    mixed = zip_bytes([*series_files(n=3), *series_files(n=3, uid="1.2.3", prefix="b/")])
+    files = [
+        ("4d.nii", nifti_bytes(np.zeros((16, 16, 8, 3), np.int16))),
+        sample,
+        ("mixed.zip", mixed),
+    ]
+    at = _upload(page, files)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 2
+    assert errors[0].startswith("'4d.nii': 4-D NIfTI-1 data")
+    assert errors[1].startswith("'mixed.zip': mixed series: 2 series")
+    assert "Results: 1 predicted, 2 could not be read" in [h.value for h in at.subheader]
+    assert list(_results(at).file) == [sample[0]]
+    assert "P(tumour)" in _metrics(at) and _overlay_captions(at)
+
+
+# ----------------------------------------------------------------------------- downloads, methods
+
+
+def test_overlay_download_is_at_the_scans_resolution(page):
+    buf = io.BytesIO()
+    Image.new("RGB", (317, 251), (40, 40, 40)).save(buf, "PNG")
+    at = _upload(page, [("odd_size.png", buf.getvalue())])
+    button = at.download_button(key="predict_overlay_png")
+    assert "317x251 px like the scan" in button.proto.label
+
+
+def test_methods_side_by_side(page, sample):
+    from tumor_model.explain import METHODS
+
+    at = _upload(page, [sample])
+    assert not [c for img in at.image for c in img.captions if c.endswith(" s)")]
+    at.toggle(key="predict_compare").set_value(True).run()
+    _clean(at)
+    shown = [c for img in at.image for c in img.captions if c.endswith(" s)")]
+    assert [c.split(" (")[0] for c in shown] == [METHOD_NAMES[m] for m in METHODS]
+    assert not at.error

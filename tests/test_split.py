@@ -129,8 +129,9 @@ def test_split_that_leaves_a_part_empty_names_the_problem(tiny_dataset, tmp_path
 def test_each_source_is_split_on_its_own(tmp_path):
     """Adding a source (here one holding tumours only) leaves the split of the others as it was,
     so their test figures stay comparable; the new source gets train, val and test rows."""
-    from conftest import fake_scan
     from PIL import Image
+
+    from conftest import fake_scan
 
     first = _sized_dataset(tmp_path / "first")
     other = tmp_path / "other-site" / "tumor"

@@ -153,7 +153,10 @@ def cmd_predict(args) -> int:
         Path(args.explain).mkdir(parents=True, exist_ok=True)
     failed, used = 0, set()
     for result in predict_inputs(predictor, [Path(f) for f in args.files], args.files):
-        if args.explain and "error" not in result and "slices" not in result:  # scans only
+        if args.predict_anyway and "slices" not in result:
+            result = predictor.predict_anyway(result)
+        withheld = result.get("label") is None  # no verdict (not a brain-MRI slice): no map
+        if args.explain and "error" not in result and "slices" not in result and not withheld:
             result = _explain_one(predictor, result, args, used)
         failed += "error" in result
         print(json.dumps(_shown(result)), flush=True)
@@ -249,7 +252,7 @@ def cmd_refit_guard(args) -> int:
     from .pipeline import refit_guard
 
     with contextlib.redirect_stdout(sys.stderr):
-        entry = refit_guard(args.artifacts)
+        entry = refit_guard(args.artifacts, args.data_dir or (), args.seed)
     print(json.dumps({"artifacts": str(args.artifacts), **entry}))
     return 0
 
@@ -332,6 +335,14 @@ def _data_commands(sub) -> None:
         help="refit a trained model's out-of-distribution guard (ood.npz) with this version",
     )
     p.add_argument("--artifacts", default="artifacts")
+    p.add_argument(
+        "--data-dir",
+        action="append",
+        metavar="DIR",
+        help="also fit it on this root (repeat): a source split.csv lacks is split by duplicate "
+        "group, half held out for measuring; a source it has replaces that source's root",
+    )
+    p.add_argument("--seed", type=int, default=None, help="that split's seed (default: model's)")
     p.set_defaults(func=cmd_refit_guard)
 
 
@@ -487,6 +498,12 @@ def _model_commands(sub) -> None:
         choices=tuple(COLORMAPS),
         default="jet",
         help="overlay colormap (default: jet)",
+    )
+    p.add_argument(
+        "--predict-anyway",
+        action="store_true",
+        help="also give a label to a file the guard says is not a brain-MRI slice (is_mri "
+        "false; without this its label and band are null); the warning stays on the line",
     )
     p.set_defaults(func=cmd_predict)
 

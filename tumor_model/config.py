@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CLASS_NAMES = ("healthy", "tumor")  # index = label = model output order (sigmoid gives P(tumor))
+# How every user-facing place (dashboard, CLI output, downloads) names the classes: "tumour"
+# throughout. CLASS_NAMES stay the machine-readable values of the artifacts (model card,
+# metrics.json keys, CSV columns); README/docs/recipe.md say so.
+DISPLAY_NAMES = {"healthy": "no tumour", "tumor": "tumour"}
 TUMOR, HEALTHY = 1, 0
 
 SPLITS = ("group", "source", "random")

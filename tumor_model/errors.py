@@ -15,6 +15,13 @@ MAX_PIXELS = 64_000_000  # width * height above this is refused (decompression-b
 MAX_FILE_BYTES = 512 * 2**20  # larger inputs are refused before they are read
 MIN_SIDE = 8  # images with a side shorter than this (pixels) are refused
 MAX_ASPECT = 20.0  # images longer than 20:1 (either way) are refused
+# Volumes (`tumor_model.volume`: NIfTI, multi-frame DICOM, DICOM series / zip of one):
+MAX_VOLUME_VOXELS = 64_000_000  # slices * H * W above this is refused (256 MB as float32)
+MAX_VOLUME_SLICES = 1024  # more slices than this are refused (each is one model input)
+MIN_VOLUME_SLICES = 3  # fewer slices than this are not a volume (predict them as scans)
+MAX_ZIP_MEMBERS = 4096  # zip archives with more files than this are refused
+MAX_ZIP_RATIO = 1000  # a zip member that inflates more than 1000x is refused (zip bomb)
+# a zip's or .nii.gz's content inflated beyond MAX_FILE_BYTES in all is refused as well
 
 # What PIL, pydicom and their decoders raise on damaged data (the ones we have seen, nothing
 # broader); `imageio` and `dicom` add the few of their own.

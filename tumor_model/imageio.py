@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,10 @@ __all__ = [
     "load_image",
     "load_scan",
     "prepare",
+    "prepare_placed",
+    "Placement",
     "foreground_box",
+    "foreground_mask",
     "sniff_format",
 ]
 
@@ -311,9 +315,7 @@ def foreground_box(img) -> tuple[int, int, int, int]:
     """
     img = _as_pil(img)
     width, height = img.size
-    grey = np.asarray(img.convert("L"))
-    threshold = max(12.0, 0.08 * float(np.percentile(grey, 99)))
-    mask = grey > threshold
+    mask = foreground_mask(img)
     rows = mask.sum(axis=1)
     cols = mask.sum(axis=0)
     row_idx = np.flatnonzero(rows >= max(1, int(np.ceil(0.002 * width))))
@@ -327,6 +329,12 @@ def foreground_box(img) -> tuple[int, int, int, int]:
     right = min(width, int(col_idx[-1]) + 1 + margin)
     bottom = min(height, int(row_idx[-1]) + 1 + margin)
     return (left, top, right, bottom)
+
+
+def foreground_mask(img) -> np.ndarray:
+    """bool (H, W): the non-background pixels, greyscale > max(12, 0.08 * 99th percentile)."""
+    grey = np.asarray(_as_pil(img).convert("L"))
+    return grey > max(12.0, 0.08 * float(np.percentile(grey, 99)))
 
 
 def _as_pil(img) -> Image.Image:
@@ -353,13 +361,51 @@ def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 def _pad_resize(img: Image.Image, size: int) -> Image.Image:
     """Fit the whole image into size x size keeping its aspect ratio, centred on black."""
-    width, height = img.size
+    new_w, new_h, left, top = _pad_layout(*img.size, size)
+    canvas = Image.new("RGB", (size, size), (0, 0, 0))
+    canvas.paste(_resize(img, (new_w, new_h)), (left, top))
+    return canvas
+
+
+def _pad_layout(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """(new_w, new_h, left, top): the resized image's size and place on the size x size canvas."""
     scale = size / max(width, height)
     new_w = min(size, max(1, round(width * scale)))
     new_h = min(size, max(1, round(height * scale)))
-    canvas = Image.new("RGB", (size, size), (0, 0, 0))
-    canvas.paste(_resize(img, (new_w, new_h)), ((size - new_w) // 2, (size - new_h) // 2))
-    return canvas
+    return new_w, new_h, (size - new_w) // 2, (size - new_h) // 2
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an original image lands in `prepare`'s square: prepared = original * scale + offset,
+    in continuous pixel coordinates (x to the right, y down; a pixel's centre is at +0.5)."""
+
+    size: int  # side of the prepared square
+    crop: tuple[int, int, int, int]  # (left, top, right, bottom) of the original that is kept
+    scale: tuple[float, float]  # (x, y)
+    offset: tuple[float, float]  # (x, y)
+
+    def point(self, x: float, y: float) -> tuple[float, float]:
+        """An original-image point in the prepared square's coordinates."""
+        return x * self.scale[0] + self.offset[0], y * self.scale[1] + self.offset[1]
+
+    def box(self, left: float, top: float, right: float, bottom: float) -> tuple[float, ...]:
+        """An original-image box (pixels) in the prepared square, clipped to it (and to the crop:
+        what was cropped away is not in the model's view)."""
+        left, top = max(left, self.crop[0]), max(top, self.crop[1])
+        right, bottom = min(right, self.crop[2]), min(bottom, self.crop[3])
+        x0, y0 = self.point(left, top)
+        x1, y1 = self.point(max(left, right), max(top, bottom))
+        return tuple(float(np.clip(v, 0, self.size)) for v in (x0, y0, x1, y1))
+
+
+def _placement(size: int, crop: tuple[int, int, int, int], squash: bool) -> Placement:
+    width, height = crop[2] - crop[0], crop[3] - crop[1]
+    if squash:
+        return Placement(size, crop, (size / width, size / height), (0.0, 0.0))
+    new_w, new_h, left, top = _pad_layout(width, height, size)
+    sx, sy = new_w / width, new_h / height
+    return Placement(size, crop, (sx, sy), (left - crop[0] * sx, top - crop[1] * sy))
 
 
 def prepare(img, size: int, geometry: str = "crop-pad") -> np.ndarray:
@@ -369,12 +415,18 @@ def prepare(img, size: int, geometry: str = "crop-pad") -> np.ndarray:
     resizes; "pad" pads the whole image to a square and resizes; "squash" resizes directly
     (distorts the aspect ratio).
     """
+    return prepare_placed(img, size, geometry)[0]
+
+
+def prepare_placed(img, size: int, geometry: str = "crop-pad") -> tuple[np.ndarray, Placement]:
+    """`prepare`'s array and the `Placement` that maps original-image coordinates into it."""
     if geometry not in GEOMETRIES:
         raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}")
     size = int(size)
     pil = _as_pil(img)
+    box = (0, 0, *pil.size)
     if geometry == "squash":
         out = _resize(pil, (size, size))
     elif geometry == "pad":
@@ -385,4 +437,4 @@ def prepare(img, size: int, geometry: str = "crop-pad") -> np.ndarray:
         out = _pad_resize(cropped, size)
     arr = np.array(out, dtype=np.uint8)
     assert arr.shape == (size, size, 3), arr.shape
-    return arr
+    return arr, _placement(size, box, geometry == "squash")

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import adapt, artifacts, evaluate, features, ood, split
+from . import adapt, artifacts, data, evaluate, features, ood, split
 from .artifacts import ModelCard
 from .config import CLASS_NAMES, Settings
 from .crossval import cv_metrics, per_source
@@ -60,8 +60,7 @@ def run(
             metrics[artifacts.RANDOM_SPLIT] = random_protocol(settings, table, x, devices)
     finally:
         devices.close()
-    is_train, is_val = (table.split == "train").to_numpy(), (table.split == "val").to_numpy()
-    guard = ood.calibrate(ood.fit(pooled[is_train]), pooled[is_val])
+    guard = fit_guard(table, pooled)
     anchor = adapt.anchor_rows(table, seed=settings.seed)
     record = {
         "threshold": threshold,
@@ -203,8 +202,14 @@ def save(settings, model, table, summary, history, metrics, guard, record, sampl
     )
     card.ood = {
         "file": artifacts.GUARD,
+        "version": ood.VERSION,
         "threshold": guard["threshold"],
         "quantile": guard["quantile"],
+        "source_thresholds": dict(
+            zip(guard["sources"].tolist(), guard["source_thresholds"].tolist(), strict=True)
+        ),
+        "sources": guard_sources(table),
+        "image_checks": ood.LIMITS,
         "features": "pool layer output",
     }
     artifacts.write_json(card.to_dict(), tmp / artifacts.CARD)
@@ -215,27 +220,81 @@ def save(settings, model, table, summary, history, metrics, guard, record, sampl
     return final
 
 
-def refit_guard(folder) -> dict:
+GUARD_HELD_OUT, GUARD_VAL = 0.5, 0.1  # refit-guard's split of a source outside split.csv
+
+
+def fit_guard(table: pd.DataFrame, pooled: np.ndarray) -> dict:
+    """The OOD guard from pool-layer features (rows of `table`): fitted on the train rows,
+    threshold from the val rows of each source (`data.sources`), the largest source's."""
+    is_train, is_val = (table.split == "train").to_numpy(), (table.split == "val").to_numpy()
+    sources = data.sources(table).to_numpy()
+    return ood.calibrate(ood.fit(pooled[is_train]), pooled[is_val], sources[is_val])
+
+
+def guard_table(folder, data_dirs=(), seed: int | None = None) -> pd.DataFrame:
+    """Rows for the guard of the model in `folder`: split.csv's (their root replaced by a
+    --data-dir of the same source), and for each root in `data_dirs` whose source split.csv
+    lacks, its files split by duplicate group with `seed` (default: the model's): half held out
+    ("test", what benchmarks/ood_rates.py reports on), GUARD_VAL val (calibration), the rest
+    train (fit). Columns path, root, sha256, group, label, split, source."""
+    settings = Settings.from_json(Path(folder) / artifacts.SETTINGS)
+    seed = settings.seed if seed is None else seed
+    table = artifacts.read_csv(folder, artifacts.SPLIT)
+    table = table.assign(source=data.sources(table))
+    parts = [table]
+    for root in data_dirs:
+        source = data.source_of(root)
+        if source in set(table.source):
+            table.loc[table.source == source, "root"] = str(root)
+            continue
+        scanned = data.scan(data.find_all([root], both_classes=False), settings.dup_thumb)
+        groups = split.duplicate_groups(
+            list(scanned.images.sha256), scanned.thumbs, settings.dup_threshold
+        )
+        rows = scanned.images.assign(group=groups + 1 + int(table.group.max()), source=source)
+        rows["split"] = split.group_split(rows.label, groups, GUARD_VAL, GUARD_HELD_OUT, seed)
+        parts.append(rows[table.columns])
+    return pd.concat(parts, ignore_index=True)
+
+
+def guard_sources(table: pd.DataFrame) -> dict:
+    """source -> files the guard was fitted on, calibrated on and not shown (the card's record)."""
+    names = {"train": "fit", "val": "calibrate", "test": "held_out"}
+    counts = table.groupby([data.sources(table), "split"]).size().unstack(fill_value=0)
+    return {
+        str(src): {names[k]: int(row.get(k, 0)) for k in names} for src, row in counts.iterrows()
+    }
+
+
+def refit_guard(folder, data_dirs=(), seed: int | None = None) -> dict:
     """Refit the OOD guard of a trained model in `folder` with the current `ood` (what `run`
-    writes) from its pool-layer features of the train/val rows of split.csv; updates ood.npz and
-    the card's "ood" entry in place (each written atomically). Returns the card's entry."""
+    writes) from its pool-layer features of the train/val rows of `guard_table` (split.csv, plus
+    the sources of `data_dirs` it lacks); updates ood.npz and the card's "ood" entry in place
+    (each written atomically). Returns the card's entry."""
     from .predict import load_checked_model
 
     folder = Path(folder)
     card = artifacts.read_card(folder)
     model = load_checked_model(folder, card["model_sha256"])  # the old guard may be unreadable now
     settings = Settings.from_json(folder / artifacts.SETTINGS)
-    table = artifacts.read_csv(folder, artifacts.SPLIT)
-    pooled = {}
-    for name in ("train", "val"):
-        rows = table[table.split == name]
-        _, pooled[name] = predict_pixels(model, rows, settings, pooled=True)
-    guard = ood.calibrate(ood.fit(pooled["train"]), pooled["val"])
+    table = guard_table(folder, data_dirs, seed)
+    rows = table[table.split.isin(["train", "val"])].reset_index(drop=True)
+    log(f"guard: pool features of {len(rows)} train/val files")
+    _, pooled = predict_pixels(model, rows, settings, pooled=True)
+    guard = fit_guard(rows, pooled)
     ood.save(guard, folder / artifacts.GUARD)
     card["ood"] = {
         **card.get("ood", {}),
+        "file": artifacts.GUARD,
+        "version": ood.VERSION,
         "threshold": guard["threshold"],
         "quantile": guard["quantile"],
+        "source_thresholds": dict(
+            zip(guard["sources"].tolist(), guard["source_thresholds"].tolist(), strict=True)
+        ),
+        "sources": guard_sources(table),
+        "seed": settings.seed if seed is None else seed,
+        "image_checks": ood.LIMITS,
     }
     artifacts.write_json(card, folder / artifacts.CARD)
     return card["ood"]

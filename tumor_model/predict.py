@@ -19,14 +19,14 @@ from PIL import Image
 
 from . import ood
 from .artifacts import CARD, GUARD, MODEL, ArtifactError, read_card
-from .config import CLASS_NAMES, GEOMETRIES
+from .config import CLASS_NAMES, DISPLAY_NAMES, GEOMETRIES
 from .explain import Explainer
 from .imageio import ImageLoadError, load_image, prepare
 
 
 def confidence_band(probability: float, threshold: float) -> str:
     """Plain-language band from the distance to the decision threshold."""
-    side = "tumour" if probability >= threshold else "no tumour"
+    side = DISPLAY_NAMES[CLASS_NAMES[int(probability >= threshold)]]
     span = 1 - threshold if probability >= threshold else threshold
     margin = abs(probability - threshold) / max(span, 1e-9)
     if margin >= 0.8:
@@ -36,18 +36,31 @@ def confidence_band(probability: float, threshold: float) -> str:
     return f"uncertain, leaning {side}: have an expert review this scan"
 
 
+NO_VERDICT = f"no verdict: {ood.NOT_MRI}"
+
+
 @dataclass(frozen=True)
 class Prediction:
+    """One scan's result. When the OOD guard says it is not a brain-MRI slice (is_mri false),
+    label and band are None ("no verdict") unless it was predicted anyway (predicted_anyway);
+    ood_reason then names the checks that fired and stays on the result either way."""
+
     file: str
     probability: float
-    label: str
+    label: str | None
     threshold: float
-    band: str
+    band: str | None
     ood_score: float
     out_of_distribution: bool
+    is_mri: bool = True
+    verdict: str = ""  # the band, NO_VERDICT, or the band with "(predicted anyway: ...)"
+    ood_reason: str | None = None
+    ood_checks: tuple = ()  # the checks that fired: ood.LIMITS names and "features"
+    predicted_anyway: bool = False
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {**out, "ood_checks": list(self.ood_checks)}
 
 
 class Predictor:
@@ -94,20 +107,53 @@ class Predictor:
         scores = ood.score(pooled, self.guard) if self.guard else np.zeros(len(images))
         return list(zip(probs.ravel().tolist(), np.asarray(scores).tolist(), strict=True))
 
-    def result(self, name: str, probability: float, score: float) -> Prediction:
-        limit = float(self.guard["threshold"]) if self.guard else np.inf
+    def result(
+        self,
+        name: str,
+        probability: float,
+        score: float,
+        image: Image.Image | None = None,
+        predict_anyway: bool = False,
+    ) -> Prediction:
+        """The Prediction of one scan from its (probability, ood score) and, for the guard's
+        image checks, its loaded `image` (None: the feature guard alone)."""
+        found = ood.assess(ood.image_checks(image) if image is not None else {}, score, self.guard)
+        give = found.is_mri or predict_anyway
+        band = confidence_band(probability, self.threshold)
+        verdict = band if found.is_mri else f"{band} (predicted anyway: {ood.NOT_MRI})"
         return Prediction(
             file=name,
             probability=round(float(probability), 6),
-            label=self.class_names[int(probability >= self.threshold)],
+            label=self.class_names[int(probability >= self.threshold)] if give else None,
             threshold=self.threshold,
-            band=confidence_band(probability, self.threshold),
+            band=band if give else None,
             ood_score=round(float(score), 4),
-            out_of_distribution=bool(score > limit),
+            out_of_distribution=not found.is_mri,
+            is_mri=found.is_mri,
+            verdict=verdict if give else NO_VERDICT,
+            ood_reason=found.reason,
+            ood_checks=found.checks,
+            predicted_anyway=bool(predict_anyway and not found.is_mri),
         )
 
-    def predict_files(self, sources: list, names: list | None = None) -> list[dict]:
-        """One dict per source: a Prediction's fields, or {"file", "error"} for unreadable input."""
+    def predict_anyway(self, result: dict) -> dict:
+        """A result dict with the verdict the guard withheld (label, band), the warning kept."""
+        if result.get("label") is not None or "error" in result:
+            return result
+        band = confidence_band(result["probability"], self.threshold)
+        return {
+            **result,
+            "label": self.class_names[int(result["probability"] >= self.threshold)],
+            "band": band,
+            "verdict": f"{band} (predicted anyway: {ood.NOT_MRI})",
+            "predicted_anyway": True,
+        }
+
+    def predict_files(
+        self, sources: list, names: list | None = None, predict_anyway: bool = False
+    ) -> list[dict]:
+        """One dict per source: a Prediction's fields, or {"file", "error"} for unreadable input.
+        predict_anyway: give a verdict also to what the guard says is not a brain-MRI slice."""
         names = names or [str(s) for s in sources]
         if len(names) != len(sources):
             raise ValueError(f"{len(sources)} sources but {len(names)} names")
@@ -119,18 +165,18 @@ class Predictor:
                 out[i] = {"file": name, "error": str(err)}
         for start in range(0, len(loaded), 32):
             chunk = loaded[start : start + 32]
-            for (i, name, _), (p, s) in zip(
+            for (i, name, image), (p, s) in zip(
                 chunk, self.predict_images([c[2] for c in chunk]), strict=True
             ):
-                out[i] = self.result(name, p, s).to_dict()
+                out[i] = self.result(name, p, s, image, predict_anyway).to_dict()
         return out
 
     # ------------------------------------------------------------------ single scans, explaining
 
-    def predict_one(self, image: Image.Image, name: str) -> dict:
+    def predict_one(self, image: Image.Image, name: str, predict_anyway: bool = False) -> dict:
         """A Prediction's fields (dict) for one loaded PIL image."""
         ((probability, score),) = self.predict_images([image])
-        return self.result(name, probability, score).to_dict()
+        return self.result(name, probability, score, image, predict_anyway).to_dict()
 
     def explainer(self):
         """The `explain.Explainer` of this model, built once on first use (it works on a clone:

@@ -7,14 +7,15 @@ from pathlib import Path
 import pandas as pd
 
 from .. import artifacts
-from ..config import CLASS_NAMES
+from ..config import CLASS_NAMES, DISPLAY_NAMES
+from ..data import source_of
 
 
 def class_counts(split: pd.DataFrame) -> pd.DataFrame:
     """Image counts per split and class, plus an 'all' split."""
     frame = pd.concat([split.assign(split="all"), split])
     counts = frame.groupby(["split", "label"]).size().reset_index(name="count")
-    counts["class"] = counts.label.map(dict(enumerate(CLASS_NAMES)))
+    counts["class"] = counts.label.map({i: DISPLAY_NAMES[n] for i, n in enumerate(CLASS_NAMES)})
     order = ["all", "train", "val", "test"]
     order += sorted(set(counts.split) - set(order))
     counts["split"] = pd.Categorical(counts.split, categories=order, ordered=True)
@@ -34,9 +35,7 @@ def split_images(split: pd.DataFrame, root: str | Path) -> pd.DataFrame:
     """split.csv rows with 'image' (a path under the dataset root) and 'caption'."""
     return split.assign(
         image=[str(Path(root) / p) for p in split.path],
-        caption=[
-            f"{CLASS_NAMES[lab]} · {s}" for lab, s in zip(split.label, split.split, strict=True)
-        ],
+        caption=[f"{_shown(lab)} · {s}" for lab, s in zip(split.label, split.split, strict=True)],
     )
 
 
@@ -45,7 +44,7 @@ def sample_images(samples: pd.DataFrame, directory: str | Path) -> pd.DataFrame:
     folder = Path(directory) / artifacts.SAMPLES
     return samples.assign(
         image=[str(folder / f) for f in samples.file],
-        caption=[CLASS_NAMES[int(lab)] for lab in samples.label],
+        caption=[_shown(lab) for lab in samples.label],
     )
 
 
@@ -84,7 +83,184 @@ def group_images(group: list, root: str | Path | None) -> pd.DataFrame:
     base = [root or r for r in frame.root]
     return frame.assign(
         image=[str(Path(b) / p) for b, p in zip(base, frame.path, strict=True)],
-        caption=[
-            f"{CLASS_NAMES[int(lab)]} · {p}" for lab, p in zip(frame.label, frame.path, strict=True)
-        ],
+        caption=[f"{_shown(lab)} · {p}" for lab, p in zip(frame.label, frame.path, strict=True)],
     )
+
+
+def _shown(label) -> str:
+    """A label (0/1) as users read it (config.DISPLAY_NAMES)."""
+    return DISPLAY_NAMES[CLASS_NAMES[int(label)]]
+
+
+# ----------------------------------------------------------------------------- statements
+
+ALIKE = 0.05  # two classes "look alike" in a property when its shares differ by < 5% (TVD)
+
+
+def _shares(summary: dict, key: str) -> dict[str, dict[str, float]]:
+    """class name -> {value: share of that class} of a categorical property of the summary."""
+    out = {}
+    for name in CLASS_NAMES:
+        counts = ((summary.get("classes") or {}).get(name) or {}).get(key) or {}
+        total = sum(counts.values())
+        if total:
+            out[name] = {v: c / total for v, c in counts.items()}
+    return out
+
+
+def property_statements(summary: dict, split: pd.DataFrame | None = None) -> list[str]:
+    """What the data say about shortcuts, computed from dataset_summary.json (and split.csv's
+    roots when given): per property, whether the classes differ and by what. One sentence each."""
+    out = []
+    for key, word in (("formats", "file format"), ("modes", "colour mode")):
+        shares = _shares(summary, key)
+        if len(shares) < 2:
+            continue
+        a, b = (shares[n] for n in CLASS_NAMES)
+        values = sorted(set(a) | set(b), key=lambda v: (-abs(a.get(v, 0) - b.get(v, 0)), v))
+        distance = 0.5 * sum(abs(a.get(v, 0) - b.get(v, 0)) for v in values)
+        top = values[0]
+        detail = ", ".join(
+            f"{_pct(shares[n].get(top, 0))} of {DISPLAY_NAMES[n]}" for n in CLASS_NAMES
+        )
+        if distance < ALIKE:
+            out.append(
+                f"**{word.capitalize()}: alike** (the shares differ by {_pct(distance)} in all; "
+                f"the largest gap is {top}: {detail})."
+            )
+        else:
+            out.append(f"**{word.capitalize()}: differs** by {_pct(distance)}; {top} is {detail}.")
+    sizes = _medians(summary, ("width", "height"))
+    if len(sizes) == 2:
+        (w0, h0), (w1, h1) = (sizes[n] for n in CLASS_NAMES)
+        ratio = max(w0 * h0, w1 * h1) / max(min(w0 * h0, w1 * h1), 1)
+        verdict = "differs" if ratio >= 1.2 else "alike"
+        shown = ", ".join(f"{DISPLAY_NAMES[n]} {w:.0f}x{h:.0f} px" for n, (w, h) in sizes.items())
+        out.append(f"**Image size: {verdict}** (median {shown}).")
+    files = _medians(summary, ("file_bytes",))
+    if len(files) == 2:
+        k0, k1 = (files[n][0] / 1024 for n in CLASS_NAMES)
+        verdict = "differs" if max(k0, k1) / max(min(k0, k1), 1e-9) >= 1.2 else "alike"
+        out.append(
+            f"**File size: {verdict}** (median {DISPLAY_NAMES[CLASS_NAMES[0]]} {k0:.0f} KB, "
+            f"{DISPLAY_NAMES[CLASS_NAMES[1]]} {k1:.0f} KB)."
+        )
+    out += root_statements(split)
+    return out
+
+
+def root_statements(split: pd.DataFrame | None) -> list[str]:
+    """With several sources (split.csv's `source` column, else `data.source_of` of each root):
+    what each holds, and which hold one class only (the source then predicts the label)."""
+    if split is None or not {"root", "source"} & set(split.columns):
+        return []
+    if "source" in split:
+        sources = split.source.astype(str)
+    else:
+        sources = split.root.map(lambda r: source_of(r))
+    if sources.nunique() < 2:
+        return []
+    out = []
+    for source, part in split.groupby(sources, sort=True):
+        counts = part.label.value_counts()
+        held = ", ".join(
+            f"{int(counts.get(i, 0))} {DISPLAY_NAMES[n]}" for i, n in enumerate(CLASS_NAMES)
+        )
+        only = [DISPLAY_NAMES[CLASS_NAMES[int(i)]] for i in counts.index]
+        note = (
+            f": only {only[0]} images, so the source alone tells the label"
+            if len(only) == 1
+            else ""
+        )
+        out.append(f"**Source `{source}`**: {held}{note}.")
+    return out
+
+
+def _medians(summary: dict, keys) -> dict:
+    out = {}
+    for name in CLASS_NAMES:
+        c = (summary.get("classes") or {}).get(name) or {}
+        values = [(c.get(k) or {}).get("median") for k in keys]
+        if all(isinstance(v, (int, float)) for v in values):
+            out[name] = values
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+# ----------------------------------------------------------------------------- duplicate groups
+
+GROUP_KINDS = {
+    "exact": "every file is a byte-identical copy (one sha256)",
+    "near": "no two files identical; nearly the same 32 px greyscale thumbnail",
+    "exact + near": "byte-identical copies and near copies together",
+}
+
+
+def duplicate_groups(split: pd.DataFrame) -> pd.DataFrame:
+    """Every duplicate group of split.csv with more than one file, largest first: group, files,
+    kind (GROUP_KINDS), classes, cross_class (both labels in the group) and exact_cross_class
+    (one byte-identical file under both labels), splits."""
+    columns = ["group", "files", "kind", "classes", "cross_class", "exact_cross_class", "splits"]
+    multi = split[split.group.duplicated(keep=False)]
+    if multi.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for group, part in multi.groupby("group", sort=False):
+        distinct = part.sha256.nunique() if "sha256" in part else len(part)
+        kind = "exact" if distinct == 1 else "near" if distinct == len(part) else "exact + near"
+        exact_cross = (
+            bool((part.groupby("sha256").label.nunique() > 1).any()) if "sha256" in part else False
+        )
+        rows.append(
+            {
+                "group": int(group),
+                "files": len(part),
+                "kind": kind,
+                "classes": ", ".join(_shown(v) for v in sorted(part.label.unique())),
+                "cross_class": part.label.nunique() > 1,
+                "exact_cross_class": exact_cross,
+                "splits": ", ".join(sorted(part.split.astype(str).unique())),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values(["files", "group"], ascending=[False, True], ignore_index=True)
+
+
+def group_files(split: pd.DataFrame, group: int, root: str | Path | None) -> pd.DataFrame:
+    """The files of one duplicate group: path, label, split, 'image' (under `root`, else the
+    file's own root) and 'caption' (file name, class, split)."""
+    part = split[split.group == group].sort_values("path")
+    base = [root or r for r in part.root]
+    return part.assign(
+        image=[str(Path(str(b)) / p) for b, p in zip(base, part.path, strict=True)],
+        caption=[
+            f"{Path(p).name} · {_shown(lab)} · {s}"
+            for p, lab, s in zip(part.path, part.label, part.split, strict=True)
+        ],
+    ).reset_index(drop=True)
+
+
+def source_table(summary: dict | None) -> pd.DataFrame | None:
+    """One row per source of dataset_summary.json ("sources"): files, files per class, image
+    sizes, duplicate groups, and whether it holds one class only; None without that block."""
+    sources = (summary or {}).get("sources")
+    if not sources:
+        return None
+    rows = []
+    for name, s in sources.items():
+        rows.append(
+            {
+                "source": name,
+                "files": s["files"],
+                **{DISPLAY_NAMES[c]: s["classes"].get(c, 0) for c in CLASS_NAMES},
+                "one class only": "yes" if s["single_class"] else "no",
+                "image sizes": s["image_sizes"],
+                "commonest sizes": ", ".join(f"{k} ({v})" for k, v in s["common_sizes"].items()),
+                "duplicate groups": s.get("duplicate_groups"),
+                "formats": ", ".join(f"{k} {v}" for k, v in s["formats"].items()),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import evaluate
-from ..config import CLASS_NAMES
+from ..config import CLASS_NAMES, DISPLAY_NAMES
 from .tables import chosen_epoch, history_steps
 
 COLORS = {"healthy": "#2a9d8f", "tumor": "#e76f51", "train": "#264653", "val": "#e9c46a"}
@@ -29,7 +29,7 @@ def confusion_figure(conf: dict) -> go.Figure:
         [f"{c}<br>{100 * r:.1f}%" for c, r in zip(cr, rr, strict=True)]
         for cr, rr in zip(counts, rates, strict=True)
     ]
-    names = list(CLASS_NAMES)
+    names = [DISPLAY_NAMES[n] for n in CLASS_NAMES]
     fig = go.Figure(
         go.Heatmap(
             z=rates,
@@ -113,24 +113,39 @@ def _point(point: tuple, threshold: float) -> go.Scatter:
 
 
 def calibration_figure(table: pd.DataFrame) -> go.Figure:
-    """The reliability diagram of `tables.calibration_table`; marker size = images in the bin."""
+    """The reliability diagram of `tables.calibration_table`: one marker per bin with its number
+    of images written next to it and its 95% interval as an error bar; the axes leave room so
+    no marker is cut at the edge."""
     fig = go.Figure(
         [
             _line([0, 1], [0, 1], "perfect calibration"),
             go.Scatter(
                 x=table.mean_probability,
                 y=table.fraction_tumor,
-                mode="lines+markers",
-                name="model",
-                text=[f"n = {n}" for n in table.n],
+                mode="lines+markers+text",
+                name="model (text: images in the bin)",
+                text=[f"n={k}" for k in table.n],
+                textposition="middle right",
+                textfont={"size": 10},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": table.high - table.fraction_tumor,
+                    "arrayminus": table.fraction_tumor - table.low,
+                    "thickness": 1,
+                },
+                customdata=table[["n", "bin_low", "bin_high"]],
+                hovertemplate="%{customdata[0]} images with P(tumour) in %{customdata[1]:.1f}-"
+                "%{customdata[2]:.1f}<br>mean %{x:.3f}, observed %{y:.3f}<extra></extra>",
                 line={"color": COLORS["tumor"]},
-                marker={"size": 6 + 18 * np.sqrt(table.n / max(table.n.max(), 1))},
+                marker={"size": 8},
+                cliponaxis=False,
             ),
         ]
     )
-    fig.update_xaxes(title="mean predicted P(tumour)", range=[0, 1])
-    fig.update_yaxes(title="observed fraction tumour", range=[0, 1.02])
-    return _layout(fig, "Reliability diagram")
+    fig.update_xaxes(title="mean predicted P(tumour)", range=[-0.05, 1.12])
+    fig.update_yaxes(title="observed fraction with tumour", range=[-0.05, 1.08])
+    return _layout(fig, "Reliability (10 equal-width bins)")
 
 
 # ----------------------------------------------------------------------------- training
@@ -195,11 +210,13 @@ def class_balance_figure(counts: pd.DataFrame) -> go.Figure:
             go.Bar(
                 x=part.split,
                 y=part["count"],
-                name=name,
+                name=DISPLAY_NAMES[name],
                 text=part["count"],
                 marker_color=COLORS[name],
             )
-            for name, part in ((n, counts[counts["class"] == n]) for n in CLASS_NAMES)
+            for name, part in (
+                (n, counts[counts["class"] == DISPLAY_NAMES[n]]) for n in CLASS_NAMES
+            )
         ]
     )
     fig.update_layout(barmode="group")
@@ -224,14 +241,14 @@ def size_figure(summary: dict) -> go.Figure:
             q = {k: [d[k] / scale] for k in ("min", "p25", "median", "p75", "max", "mean")}
             fig.add_trace(
                 go.Box(
-                    x=[name],
+                    x=[DISPLAY_NAMES[name]],
                     q1=q["p25"],
                     median=q["median"],
                     q3=q["p75"],
                     lowerfence=q["min"],
                     upperfence=q["max"],
                     mean=q["mean"],
-                    name=name,
+                    name=DISPLAY_NAMES[name],
                     marker_color=COLORS[name],
                     showlegend=col == 1,
                     legendgroup=name,
@@ -252,7 +269,7 @@ def category_figure(summary: dict, key: str) -> go.Figure:
         totals = [max(classes.get(n, {}).get("count", 0), 1) for n in CLASS_NAMES]
         fig.add_trace(
             go.Bar(
-                x=list(CLASS_NAMES),
+                x=[DISPLAY_NAMES[n] for n in CLASS_NAMES],
                 y=[c / t for c, t in zip(counts, totals, strict=True)],
                 name=value,
                 customdata=counts,

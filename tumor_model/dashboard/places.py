@@ -25,10 +25,50 @@ APP_DIR = Path(__file__).resolve().parents[2]  # where streamlit_app.py lives
 ARTIFACTS_ENV, DATA_ENV = "NEUROSCAN_ARTIFACTS", "NEUROSCAN_DATA_DIR"
 
 
+MODEL_KEY = "model_folder"  # session state: the artifacts folder chosen in the sidebar
+
+
 def artifacts_dir(env: dict | None = None) -> Path:
-    """$NEUROSCAN_ARTIFACTS, else artifacts/ next to streamlit_app.py."""
+    """The folder chosen in the sidebar ("Model folder"), else $NEUROSCAN_ARTIFACTS, else
+    artifacts/ next to streamlit_app.py."""
+    chosen = _session_choice()
+    if chosen:
+        return chosen
     value = (os.environ if env is None else env).get(ARTIFACTS_ENV, "").strip()
     return Path(value).expanduser() if value else APP_DIR / "artifacts"
+
+
+def model_folder(value: str | None) -> Path | None:
+    """A typed model folder (absolute, or relative to the app folder) when it holds a model
+    card, else None."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    for candidate in (path, APP_DIR / path):
+        if (candidate / artifacts.CARD).is_file():
+            return candidate.resolve()
+    return None
+
+
+def choose_artifacts(folder: str | Path) -> None:
+    """Make `folder` the model of this session (the sidebar's "Model folder" shows it)."""
+    import streamlit as st
+
+    st.session_state[MODEL_KEY] = str(folder)
+
+
+def _session_choice() -> Path | None:
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        if get_script_run_ctx(suppress_warning=True) is None:
+            return None
+        import streamlit as st
+
+        return model_folder(st.session_state.get(MODEL_KEY))
+    except (ImportError, AttributeError, KeyError):
+        return None
 
 
 def data_dir(value: str | None) -> Path | None:
@@ -41,6 +81,17 @@ def data_dir(value: str | None) -> Path | None:
         if candidate.is_dir():
             return candidate.resolve()
     return None
+
+
+def as_typed(value: str | None) -> str:
+    """A folder from the environment as the sidebar pre-fills it: relative to the app folder
+    when it lies in it or beside it (`data_dir` resolves that back), so no absolute path of the
+    machine is on screen; any other value as given."""
+    text = (value or "").strip()
+    if not text or not Path(text).is_absolute():
+        return text
+    rel = Path(os.path.relpath(Path(text).resolve(), APP_DIR))
+    return rel.as_posix() if rel.parts.count("..") <= 1 and (APP_DIR / rel).is_dir() else text
 
 
 def session_data_dir(state, env: dict | None = None) -> str | None:
@@ -116,6 +167,35 @@ def _cached_reader():
     import streamlit as st
 
     return st.cache_data(read_artifact, show_spinner=False)
+
+
+_LOADED: set = set()  # (folder, stamp) of the models this server has loaded
+
+
+def predictor(folder: str, stamp: float):
+    """The `Predictor` of an artifacts folder, loaded once per model.keras version and shared by
+    every page and session (st.cache_resource). Imports TensorFlow: call it only when needed."""
+    return _cached_predictor()(str(folder), stamp)
+
+
+def predictor_loaded(folder: str, stamp: float) -> bool:
+    """Whether `predictor(folder, stamp)` is loaded already (pages then skip the loading note)."""
+    return (str(folder), stamp) in _LOADED
+
+
+def _load_predictor(folder: str, stamp: float):
+    from ..predict import Predictor
+
+    loaded = Predictor(folder)
+    _LOADED.add((folder, stamp))
+    return loaded
+
+
+@functools.cache
+def _cached_predictor():
+    import streamlit as st
+
+    return st.cache_resource(_load_predictor, show_spinner=False, max_entries=2)
 
 
 def through_main_script() -> None:

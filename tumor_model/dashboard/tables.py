@@ -123,6 +123,9 @@ def results_table(metrics: dict, names=RESULT_METRICS) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["protocol", "n", "folds", *(LABELS[k] for k in names)])
 
 
+HEADLINE = {"accuracy": "Test accuracy", "roc_auc": "Test ROC AUC", "ece": "Test ECE (calibration)"}
+
+
 def headline_block(card: dict | None, metrics: dict | None) -> dict:
     """The Overview's headline: the test split's accuracy, ROC AUC and ECE (with CIs) and, when
     reported, the cross-source CV accuracy; name -> {"label", "value", "ci", "key"}."""
@@ -130,12 +133,31 @@ def headline_block(card: dict | None, metrics: dict | None) -> dict:
     for name in ("accuracy", "roc_auc", "ece"):
         item = headline(card, metrics, name)
         if item is not None:
-            out[name] = {"label": "Test " + LABELS[name], "key": name, **_shown_item(name, item)}
+            out[name] = {"label": HEADLINE[name], "key": name, **_shown_item(name, item)}
     source = metric_items((metrics or {}).get("cv_source")).get("accuracy")
     if source is not None:
         label = f"{artifacts.PROTOCOLS['cv_source'][0]} accuracy"
         out["cv_source"] = {"label": label, "key": "accuracy", **_shown_item("accuracy", source)}
     return out
+
+
+def headline_text(metrics: dict | None) -> str:
+    """The sentence above the headline numbers: what they were measured on."""
+    metrics = metrics or {}
+    names = artifacts.protocol_names(metrics)
+    test = metrics.get(artifacts.TEST) or {}
+    text = f"**{names[artifacts.TEST][1]}**"
+    if test.get("n"):
+        text += f", {test['n']} test files"
+    text += ": what to expect on new scans from the training sources."
+    source = metrics.get("cv_source") or {}
+    if metric_items(source):
+        folds = f", {source['folds']} folds" if source.get("folds") else ""
+        text += (
+            f" {names['cv_source'][0]} ({source.get('n', '?')} files{folds}) tests each fold on "
+            "image sizes never seen in training: closer to scans from elsewhere."
+        )
+    return text
 
 
 def _shown_item(name: str, item: dict) -> dict:
@@ -221,14 +243,14 @@ def _file_name(value) -> str | None:
 
 def shown_path(path, base: str | Path | None = None) -> str:
     """A path as the dashboard shows it, never absolute: relative to the app folder (`base`,
-    default places.APP_DIR) when within two '..' of it, else its last two names."""
+    default places.APP_DIR) when in it or beside it (one '..'), else its last two names."""
     from .places import APP_DIR
 
     given = Path(str(path))
     if not given.is_absolute():
         return given.as_posix()
     rel = Path(os.path.relpath(given.resolve(), Path(base or APP_DIR).resolve()))
-    if rel.parts.count("..") <= 2:
+    if rel.parts.count("..") <= 1:
         return rel.as_posix()
     return Path(*given.parts[-2:]).as_posix()
 
@@ -298,19 +320,17 @@ def threshold_metrics(frame: pd.DataFrame, threshold: float, n_boot: int = 1000,
     return evaluate.bootstrap_point_metrics(frame.label, frame.probability, threshold, n_boot, seed)
 
 
-def point_items(
-    frame: pd.DataFrame, block: dict | None, threshold: float, model_threshold: float
-) -> tuple[dict, bool]:
-    """(point metrics with 95% CIs, recomputed?) at `threshold`: metrics.json's values and CIs
-    when the threshold is the model's and the block holds them (one source for every page),
-    else recomputed here by bootstrap (only for a threshold the user moved)."""
+def stored_point_items(block: dict | None, threshold: float, model_threshold: float):
+    """metrics.json's point metrics with their 95% CIs when `threshold` is the model's and the
+    block was measured there (one source for every page), else None: the page then recomputes
+    them for the threshold the user moved (`threshold_metrics`)."""
     items = metric_items(block)
     stored = {n: items[n] for n in evaluate.POINT_METRICS if n in items}
-    at_model = abs(float(threshold) - float(model_threshold)) < 1e-9
-    block_threshold = (block or {}).get("threshold", model_threshold)
-    if at_model and stored and abs(float(block_threshold) - float(model_threshold)) < 1e-9:
-        return stored, False
-    return threshold_metrics(frame, threshold), True
+    measured_at = (block or {}).get("threshold", model_threshold)
+    same = abs(float(threshold) - float(model_threshold)) < 1e-9
+    if same and stored and abs(float(measured_at) - float(model_threshold)) < 1e-9:
+        return stored
+    return None
 
 
 def score_items(block: dict | None, frame: pd.DataFrame) -> dict:
@@ -323,27 +343,18 @@ def score_items(block: dict | None, frame: pd.DataFrame) -> dict:
     return {n: {"value": v} for n, v in scores.items()}
 
 
-def calibration_table(frame: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
-    """The reliability table with bins of equal count: predictions sorted by P(tumour) and cut
-    into `bins` parts of (nearly) the same size, so no point stands for a handful of images.
-    Columns: bin_low, bin_high (lowest and highest probability inside), n, mean_probability,
-    fraction_tumor. (metrics.json's ECE uses evaluate's equal-width bins.)"""
+def calibration_table(frame: pd.DataFrame, z: float = 1.96) -> pd.DataFrame:
+    """The reliability table of `frame` (evaluate.calibration_bins: the 10 equal-width bins the
+    ECE uses) with each bin's size `n` and a 95% Wilson interval of its observed fraction
+    (`low`, `high`), so a bin of three images reads as the guess it is."""
+    bins = evaluate.calibration_bins(frame.label, frame.probability)
     columns = ["bin_low", "bin_high", "n", "mean_probability", "fraction_tumor"]
-    p = frame.probability.to_numpy(float)
-    y = frame.label.to_numpy(float)
-    order = np.argsort(p, kind="stable")
-    rows = [
-        {
-            "bin_low": float(p[part].min()),
-            "bin_high": float(p[part].max()),
-            "n": int(len(part)),
-            "mean_probability": float(p[part].mean()),
-            "fraction_tumor": float(y[part].mean()),
-        }
-        for part in np.array_split(order, min(bins, len(p)))
-        if len(part)
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(bins, columns=columns)
+    n, f = table.n.to_numpy(float), table.fraction_tumor.to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = (f + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * np.sqrt(f * (1 - f) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return table.assign(low=np.clip(centre - half, 0, 1), high=np.clip(centre + half, 0, 1))
 
 
 def gallery_rows(test: pd.DataFrame, threshold: float, k: int = 8) -> dict:
@@ -355,6 +366,7 @@ def gallery_rows(test: pd.DataFrame, threshold: float, k: int = 8) -> dict:
         file=[Path(str(p)).name for p in test.path],
         truth=[SHOWN[CLASS_NAMES[int(v)]] for v in test.label],
         predicted=[SHOWN[CLASS_NAMES[int(v)]] for v in predicted],
+        predicted_label=predicted,
     )
     frame["caption"] = [
         f"{f} · truth {t} / predicted {q} · p={v:.3f}"
@@ -430,3 +442,24 @@ def phase_summary(history: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def travel_rows(metrics: dict | None) -> pd.DataFrame | None:
+    """How the model travels, from metrics.json: the cross-source CV (image sizes kept whole)
+    with its rows per source, and the leave-one-source-out CV with, for a one-class source, the
+    rate a head trained on the two-class sources alone gets ("twin absent"). Rates as
+    percentages; "-" where a metric is undefined (a one-class source has one rate)."""
+    keep = {
+        k: v for k, v in (metrics or {}).items() if k.startswith("cv_source") or k == artifacts.LOSO
+    }
+    rows = evaluate.cv_rows(keep)
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    for k in ("balanced_accuracy", "sensitivity", "specificity"):
+        frame[k] = frame[k].map(lambda v: "-" if v is None else f"{v:.1%}")
+    for k in ("roc_auc", "ece"):
+        frame[k] = frame[k].map(lambda v: "-" if v is None else f"{v:.3f}")
+    names = {k: LABELS.get(k, k) for k in ("balanced_accuracy", "sensitivity", "specificity",
+                                           "roc_auc", "ece")}
+    return frame.rename(columns={"block": "evaluation", "held_out": "held out", **names}).fillna("")
