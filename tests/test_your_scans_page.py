@@ -32,8 +32,8 @@ def page(tiny_artifacts, monkeypatch) -> AppTest:
 def test_a_folder_is_checked_adapted_and_can_be_used(page, tmp_path):
     site = _site(tmp_path / "site")
     out = tmp_path / "adapted"
-    page.text_input(key="site_folder").set_value(str(site))
-    page.text_input(key="site_out").set_value(str(out))
+    page.text_input(key="site_folder").set_value(str(site)).run()
+    page.text_input(key="site_out").set_value(str(out)).run()
     page.button(key="site_run").click().run()
     assert not page.exception, [e.value for e in page.exception]
     assert not page.error, [e.value for e in page.error]
@@ -55,8 +55,8 @@ def test_a_folder_is_checked_adapted_and_can_be_used(page, tmp_path):
 def test_one_class_folder_gets_a_clear_error_and_writes_nothing(page, tmp_path):
     site = _site(tmp_path / "site", healthy=0)
     out = tmp_path / "adapted"
-    page.text_input(key="site_folder").set_value(str(site))
-    page.text_input(key="site_out").set_value(str(out))
+    page.text_input(key="site_folder").set_value(str(site)).run()
+    page.text_input(key="site_out").set_value(str(out)).run()
     page.button(key="site_run").click().run()
     assert not page.exception
     assert "one class only" in page.error[0].value
