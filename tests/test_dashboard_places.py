@@ -63,6 +63,7 @@ def test_read_artifact_round_trip(tmp_path):
         {
             "path": ["a.jpg", "b.jpg"],
             "root": "r",
+            "source": "r",
             "split": "test",
             "group": [0, 1],
             "label": [0, 1],
