@@ -75,7 +75,24 @@ def headline_section(card: dict | None, metrics: dict) -> None:
     if missing:
         st.caption(f"Not in metrics.json: {', '.join(missing)}.")
     folds_section(metrics)
+    travel_section(metrics)
     shortcut_section(metrics.get(artifacts.SHORTCUT))
+
+
+def travel_section(metrics: dict) -> None:
+    rows = tables.travel_rows(metrics)
+    if rows is None:
+        return
+    st.subheader("Does it travel? Cross-source and leave-one-source-out CV")
+    st.table(rows, hide_index=True, border="horizontal")
+    st.caption(
+        "Cross-source CV keeps each image size in one fold (a stand-in for a scanner); "
+        "leave-one-source-out trains the head on all other sources and scores the held-out one. "
+        "A source of one class has only its rate (sensitivity for tumours, specificity for "
+        "healthy scans); its *twin absent* row comes from a head that never saw the other "
+        "one-class source, so the source's look alone cannot give it its label. "
+        "`neuroscan cv --by source` / `--by loso` recompute these rows."
+    )
 
 
 def folds_section(metrics: dict) -> None:

@@ -189,6 +189,28 @@ def test_overview(app, art):
     assert not any("GPU" in m.value for m in [*at.markdown, *at.caption])
 
 
+def test_overview_shows_how_the_model_travels(app, art):
+    """The cross-source and leave-one-source-out rows of metrics.json, one per held-out source."""
+    at = _open(app, "overview")
+    metrics = _json(art, "metrics.json")
+    tables = [t.value for t in at.table if "held out" in t.value.columns]
+    if "loso" not in metrics and "cv_source" not in metrics:
+        assert not tables
+        return
+    (travel,) = tables
+    if "loso" in metrics:
+        loso = travel[travel.evaluation == "Leave-one-source-out"]
+        assert list(loso["held out"]) == list(metrics["loso"]["sources"])
+        for _, row in loso.iterrows():
+            block = metrics["loso"]["sources"][row["held out"]]
+            rate = "Sensitivity" if block["classes"] == [1] else "Specificity"
+            if len(block["classes"]) == 1:
+                value = block["metrics"][rate.lower()]["value"]
+                assert row[rate] == f"{value:.1%}"
+                assert row["Balanced accuracy"] == "-"  # undefined for one class
+    assert "Does it travel?" in " ".join(h.value for h in at.subheader)
+
+
 def test_dataset_with_shipped_samples(app, art):
     at = _open(app, "dataset")
     assert {h.value for h in at.header} >= {"Class balance", "Sample images", "Duplicate audit"}

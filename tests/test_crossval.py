@@ -91,7 +91,7 @@ def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
     assert proc.stderr.count("full recipe) fold") == 3
     assert proc.stderr.count("(chosen on validation)") == 3  # a whole `fit` in each fold
     printed = json.loads(proc.stdout)
-    assert set(printed) == {"cv_fine_tuned", "saved"}
+    assert set(printed) == {"cv_fine_tuned", "rows", "saved"}
     assert printed["cv_fine_tuned"]["recipe"].endswith("fine-tuning of the top 5 layers")
     after = json.loads((out / "metrics.json").read_text())
     full = after["cv_fine_tuned"]

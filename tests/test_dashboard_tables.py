@@ -406,3 +406,34 @@ def test_history_steps_chosen_epoch_and_phases(history):
     assert (best.phase, best.epoch, best.step) == ("fine_tune", 2, 6)
     summary = tables.phase_summary(history)
     assert list(summary.epochs) == [4, 3] and list(summary["at epoch"]) == [3, 2]
+
+
+def test_travel_rows_name_each_evaluation_and_mark_undefined_rates():
+    one = {"value": 0.9, "ci_low": 0.8, "ci_high": 0.95}
+    nan = {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
+    block = {"n": 10, "metrics": {"sensitivity": one, "specificity": nan, "ece": one}}
+    metrics = {
+        "cv_source": {
+            "n": 40, "groups": "sizes", "metrics": {"sensitivity": one, "specificity": one}
+        },
+        "loso": {
+            "pooled": {"n": 50, "metrics": {"balanced_accuracy": one}},
+            "sources": {
+                "b": {**block, "trained_on": ["a", "c"], "classes": [1],
+                      "twin_absent": {**block, "trained_on": ["a"]}},
+            },
+        },
+        "test": {"n": 5, "metrics": {"accuracy": one}},  # not a travel row
+    }  # fmt: skip
+    frame = tables.travel_rows(metrics)
+    assert list(frame.evaluation) == [
+        "Cross-source CV",
+        "Leave-one-source-out, every source pooled",
+        "Leave-one-source-out",
+        "Leave-one-source-out, twin absent",
+    ]
+    assert frame["Balanced accuracy"].iloc[0] == "90.0%"  # from its sensitivity and specificity
+    assert list(frame["held out"]) == ["each size fold", "every source", "b", "b"]
+    assert list(frame.Specificity.iloc[2:]) == ["-", "-"] and frame.ECE.iloc[2] == "0.900"
+    assert list(frame["trained on"].iloc[2:]) == ["a, c", "a"]
+    assert tables.travel_rows({"test": metrics["test"]}) is None

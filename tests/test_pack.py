@@ -48,10 +48,10 @@ def test_a_pack_scans_as_its_originals(packed, tiny_dataset):
 
 def test_packed_pixels_are_what_the_model_saw(packed):
     out, _ = packed
-    rows = pd.read_csv(out / data.PACK_TABLE)  # its "source" column names each original
+    rows = pd.read_csv(out / data.PACK_TABLE)  # its "original" column names each original file
     packed_rows = rows.assign(root=str(out))
     seen = features.load_pixels(packed_rows, 32, "crop-pad")  # as training reads the pack
-    first = np.stack([prepare(load_image(src), 32, "crop-pad") for src in rows.source])
+    first = np.stack([prepare(load_image(src), 32, "crop-pad") for src in rows.original])
     error = np.abs(seen.astype(float) - first).mean(axis=(1, 2, 3))
     # grey levels: JPEG quality 80 costs up to about 4.5 on these noisy 32 px scans; a second
     # crop-pad of the packed pixels moved single scans by 13-20

@@ -292,9 +292,9 @@ def test_bad_volumes_are_errors_and_the_rest_is_predicted(page, sample):
 # ----------------------------------------------------------------------------- downloads, methods
 
 
-def test_overlay_download_is_at_the_scans_resolution(page):
-    buf = io.BytesIO()
-    Image.new("RGB", (317, 251), (40, 40, 40)).save(buf, "PNG")
+def test_overlay_download_is_at_the_scans_resolution(page, sample):
+    buf = io.BytesIO()  # a real scan at an odd size (a flat grey image gets no verdict, no map)
+    Image.open(io.BytesIO(sample[1])).convert("RGB").resize((317, 251)).save(buf, "PNG")
     at = _upload(page, [("odd_size.png", buf.getvalue())])
     button = at.download_button(key="predict_overlay_png")
     assert "317x251 px like the scan" in button.proto.label

@@ -40,7 +40,7 @@ from streamlit.testing.v1.element_tree import Dataframe
 
 from tumor_model import cli
 from tumor_model.artifacts import REBUILD, ArtifactError
-from tumor_model.config import CLASS_NAMES
+from tumor_model.config import DISPLAY_NAMES
 from tumor_model.imageio import load_scan
 from tumor_model.predict import Predictor
 
@@ -252,7 +252,7 @@ def test_cli_batch_of_every_bad_file_with_a_good_one(art, good, bad, tmp_path):
         assert "Traceback" not in line["error"]
     for line in lines[len(bad) :]:
         assert "error" not in line, line
-        assert 0.0 <= line["probability"] <= 1.0 and line["label"] in CLASS_NAMES
+        assert 0.0 <= line["probability"] <= 1.0 and line["label"] in DISPLAY_NAMES.values()
     assert _find_phi(done.stdout + done.stderr) == []
     assert list(private.iterdir()) == []
     assert _changed(before["repo"], _snapshot(REPO, True)) == []
@@ -343,11 +343,11 @@ def test_app_batch_of_every_bad_file_with_a_good_one(art, good, bad, tmp_path, m
     assert len(errors) == len(bad)
     for name, message in zip(bad, errors, strict=True):
         assert message.startswith(f"'{name}': ") and "Traceback" not in message, message
-    table = _results(at)
-    assert list(table.file) == [name for name, _ in files]
-    predicted = table[table.probability.notna()]
+    predicted = _results(at)  # the predicted scans' table; the unread ones are listed apart
     assert list(predicted.file) == [good[0]]
     assert 0.0 <= float(predicted.probability.iloc[0]) <= 1.0
+    (unread,) = [t.value for t in at.table if "error" in t.value.columns]
+    assert list(unread.file) == list(bad) and unread.error.str.len().gt(0).all()
     assert at.header[0].value == good[0] and at.metric  # the good scan's detail panel
 
 

@@ -101,11 +101,26 @@ def cmd_cv(args) -> int:
             by=tuple(args.by or CV_GROUPS),
             cache_dir=args.cache_dir,
         )
+    from .artifacts import LOSO
     from .evaluate import cv_rows
 
-    summary = cv_rows(result)
-    print(json.dumps({"rows": summary, "saved": args.save}, indent=2))
+    summary = {}  # one headline per CV block; "rows" has every block and held-out source
+    for name, block in result.items():
+        pooled = block["pooled"] if name == LOSO else block
+        summary[name] = {
+            **{k: block[k] for k in ("groups", "recipe", "folds") if k in block},
+            **{
+                k: _round4(pooled["metrics"][k]["value"])
+                for k in ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
+                if k in pooled["metrics"]
+            },
+        }
+    print(json.dumps({**summary, "rows": cv_rows(result), "saved": args.save}, indent=2))
     return 0
+
+
+def _round4(value):
+    return None if value is None or value != value else round(value, 4)  # NaN: not defined
 
 
 def cmd_report_protocol(args) -> int:

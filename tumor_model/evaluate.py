@@ -237,6 +237,9 @@ def cv_rows(result: dict) -> list[dict]:
         for k in ROW_METRICS:
             v = block["metrics"].get(k, {}).get("value")
             values[k] = None if v is None or v != v else round(v, 4)
+        rates = values["sensitivity"], values["specificity"]
+        if values["balanced_accuracy"] is None and None not in rates:
+            values["balanced_accuracy"] = round(sum(rates) / 2, 4)  # a block saved before it was
         return {"block": name, **extra, "files": block.get("n"), **values}
 
     out = []

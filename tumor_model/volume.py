@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import zipfile
 import zlib
 from dataclasses import dataclass, field
 
@@ -38,6 +37,7 @@ import numpy as np
 import pydicom
 from PIL import Image
 
+from . import archive
 from .config import CLASS_NAMES
 from .dicom import is_dicom, read_dicom
 from .errors import (
@@ -46,8 +46,6 @@ from .errors import (
     MAX_FILE_BYTES,
     MAX_VOLUME_SLICES,
     MAX_VOLUME_VOXELS,
-    MAX_ZIP_MEMBERS,
-    MAX_ZIP_RATIO,
     MIN_SIDE,
     MIN_VOLUME_SLICES,
     ImageLoadError,
@@ -586,54 +584,14 @@ def _display(plane: np.ndarray) -> np.ndarray:
 
 
 def _unzip(data: bytes, label: str) -> list[tuple[str, bytes]]:
-    """The DICOM members of a zip, read in memory with zip-bomb limits."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = [i for i in archive.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, *DECODE_ERRORS) as err:
-        raise ImageLoadError(label, f"damaged ZIP archive ({type(err).__name__})") from err
-    if len(infos) > MAX_ZIP_MEMBERS:
+    """The DICOM members of a zip, read in memory with zip-bomb limits (`archive.members`)."""
+    every = archive.members(data, label)
+    dicoms = [(name, blob) for name, blob in every if is_dicom(blob)]
+    if not dicoms:
         raise ImageLoadError(
-            label, f"ZIP archive with {len(infos):,} files (the limit is {MAX_ZIP_MEMBERS:,})"
+            label, f"the ZIP archive holds no DICOM files ({len(every)} other file(s))"
         )
-    declared = sum(i.file_size for i in infos)
-    if declared > MAX_FILE_BYTES:
-        raise ImageLoadError(
-            label,
-            f"ZIP archive inflates to {declared:,} bytes (the limit is {MAX_FILE_BYTES:,}; "
-            "possible zip bomb)",
-        )
-    members, others, budget = [], 0, MAX_FILE_BYTES
-    for info in infos:
-        base = info.filename.rsplit("/", 1)[-1]
-        if info.filename.startswith("__MACOSX/") or base.startswith("."):
-            continue  # macOS resource forks and hidden files
-        where = f"member {info.filename!r}"
-        if info.flag_bits & 0x1:
-            raise ImageLoadError(label, f"{where}: encrypted ZIP member (not supported)")
-        if info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
-            raise ImageLoadError(
-                label,
-                f"{where} inflates {info.file_size:,} bytes from {info.compress_size:,} (over "
-                f"{MAX_ZIP_RATIO}x: possible zip bomb)",
-            )
-        try:
-            with archive.open(info) as stream:
-                blob = _bounded_inflate(stream, min(info.file_size, budget), label, where)
-        except ImageLoadError:
-            raise
-        except (zipfile.BadZipFile, NotImplementedError, *DECODE_ERRORS, zlib.error) as err:
-            raise ImageLoadError(label, f"{where}: damaged ({type(err).__name__})") from err
-        budget -= len(blob)
-        if is_dicom(blob):
-            members.append((info.filename, blob))
-        else:
-            others += 1
-    if not members:
-        raise ImageLoadError(
-            label, f"the ZIP archive holds no DICOM files ({others} other file(s))"
-        )
-    return members
+    return dicoms
 
 
 # ----------------------------------------------------------------------------- DICOM

@@ -444,6 +444,13 @@ def phase_summary(history: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+TRAVEL_NAMES = {
+    artifacts.LOSO: "Leave-one-source-out",
+    f"{artifacts.LOSO}: pooled": "Leave-one-source-out, every source pooled",
+    f"{artifacts.LOSO}: twin absent": "Leave-one-source-out, twin absent",
+}
+
+
 def travel_rows(metrics: dict | None) -> pd.DataFrame | None:
     """How the model travels, from metrics.json: the cross-source CV (image sizes kept whole)
     with its rows per source, and the leave-one-source-out CV with, for a one-class source, the
@@ -455,11 +462,16 @@ def travel_rows(metrics: dict | None) -> pd.DataFrame | None:
     rows = evaluate.cv_rows(keep)
     if not rows:
         return None
+    names = {**TRAVEL_NAMES, **{k: v[0] for k, v in artifacts.protocol_names(metrics).items()}}
     frame = pd.DataFrame(rows)
+    frame["block"] = frame["block"].map(lambda b: names.get(b, b))
+    held = frame["held_out"].where(~frame["block"].str.startswith("Cross-source"), "each size fold")
+    frame["held_out"] = held
     for k in ("balanced_accuracy", "sensitivity", "specificity"):
-        frame[k] = frame[k].map(lambda v: "-" if v is None else f"{v:.1%}")
+        frame[k] = frame[k].map(lambda v: "-" if v is None or v != v else f"{v:.1%}")
     for k in ("roc_auc", "ece"):
-        frame[k] = frame[k].map(lambda v: "-" if v is None else f"{v:.3f}")
-    names = {k: LABELS.get(k, k) for k in ("balanced_accuracy", "sensitivity", "specificity",
-                                           "roc_auc", "ece")}
-    return frame.rename(columns={"block": "evaluation", "held_out": "held out", **names}).fillna("")
+        frame[k] = frame[k].map(lambda v: "-" if v is None or v != v else f"{v:.3f}")
+    frame["files"] = frame["files"].map(lambda v: "" if v is None or v != v else f"{int(v):,}")
+    shown = {k: LABELS.get(k, k) for k in evaluate.ROW_METRICS}
+    columns = {"block": "evaluation", "held_out": "held out", "trained_on": "trained on", **shown}
+    return frame.rename(columns=columns).fillna("")
