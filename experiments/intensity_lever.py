@@ -1,5 +1,6 @@
-"""Frozen-stage screen of intensity randomisation for travelling to new sources (rule fixed in
-docs/experiments.md before the run).
+"""Frozen-stage screens of augmentations for travelling to new sources (rules fixed in
+docs/experiments.md before each run): `--lever intensity` (plan C) or `--lever skull-strip`
+(plan E).
 
 Every image gets one randomised copy: a random gamma (0.5-2), a random monotone intensity curve
 (4 knots), a smooth multiplicative bias field (0.7-1.3) and, with probability 0.3, the head's
@@ -8,8 +9,14 @@ intensities inverted (background kept black), so that one sequence can stand in 
 training rows of every fold (never validation or test rows). Compared with the same CVs without
 them: leave-one-source-out (pooled) and the cross-source CV by image size, balanced accuracy.
 
+Skull strip (`strip`): the copy keeps only the head mask (foreground, holes filled) eroded by a
+random 4-12% of the image side (9-27 px at 224), roughly the scalp and skull, is black
+elsewhere and is cropped to what is left (as the shipped crop-pad geometry does for OASIS): a
+random brain mask, so that "no skull" (OASIS is skull-stripped) stops meaning "healthy".
+
     python experiments/intensity_lever.py --data-dir ../shared/data/brain-tumor-dataset \
-        --data-dir ../shared/data/figshare-cheng-t1ce --data-dir ../shared/data/oasis-healthy
+        --data-dir ../shared/data/figshare-cheng-t1ce --data-dir ../shared/data/oasis-healthy \
+        [--lever skull-strip --out docs/skullstrip_lever.json]
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tumor_model import data, evaluate, features, split  # noqa: E402
 from tumor_model.crossval import INNER_FOLDS, frozen_head, recorded_settings  # noqa: E402
+from tumor_model.imageio import foreground_mask, prepare  # noqa: E402
 from tumor_model.model import build_model, input_size  # noqa: E402
 
 
@@ -48,13 +56,27 @@ def randomise(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.repeat((x * 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
-def randomised_features(settings, table, seed=0, batch=64) -> np.ndarray:
+def strip(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One skull-stripped copy of a prepared uint8 (h, w, 3) image (a random brain mask)."""
+    from scipy.ndimage import binary_erosion, binary_fill_holes
+
+    head = binary_fill_holes(foreground_mask(pixels))
+    depth = max(1, round(rng.uniform(0.04, 0.12) * pixels.shape[0]))
+    brain = binary_erosion(head, iterations=depth)
+    stripped = np.where(brain[..., None], pixels, 0).astype(np.uint8)
+    return prepare(stripped, pixels.shape[0], "crop-pad")  # the brain fills the frame, as OASIS
+
+
+LEVERS = {"intensity": randomise, "skull-strip": strip}
+
+
+def randomised_features(settings, table, seed=0, batch=64, lever=randomise) -> np.ndarray:
     _, feat_model, _ = build_model(settings)
     size, rng, out = input_size(settings), np.random.default_rng(seed), []
     for start in range(0, len(table), batch * 4):
         chunk = table.iloc[start : start + batch * 4]
         pix = features.load_pixels(chunk, size, settings.geometry)
-        aug = np.stack([randomise(p, rng) for p in pix]).astype("float32")
+        aug = np.stack([lever(p, rng) for p in pix]).astype("float32")
         out.append(feat_model.predict(aug, batch_size=batch, verbose=0))
         print(f"randomised features: {start + len(chunk)}/{len(table)}", flush=True)
     return np.concatenate(out)
@@ -85,18 +107,19 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default=".cache/features")
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--lever", choices=sorted(LEVERS), default="intensity")
     args = ap.parse_args(argv)
     start = time.time()
     settings = recorded_settings(args.artifacts, args.cache_dir)
     settings = dataclasses.replace(settings, data_dirs=tuple(args.data_dir), bootstrap=500)
     table, _ = split.prepare_table(settings)
     x = features.extract_for(settings, table)
-    x_aug = randomised_features(settings, table)
+    x_aug = randomised_features(settings, table, lever=LEVERS[args.lever])
     y, groups = table.label.to_numpy(), table.group.to_numpy()
     src = data.sources(table).to_numpy()
     result = {}
     for use_aug in (False, True):
-        name = "randomised" if use_aug else "plain"
+        name = ("randomised" if args.lever == "intensity" else args.lever) if use_aug else "plain"
         # leave-one-source-out, pooled
         probs, thrs, tested = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), bool)
         per = {}

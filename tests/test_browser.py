@@ -36,7 +36,15 @@ PAGES = {
     ),
     "predict": (["Predict", "Upload one or more scans"], 0),
     "your_scans": (["Your scans"], 0),
-    "": (["NeuroScan: brain-MRI tumour detection", "How it was evaluated", "Results"], 1),
+    "": (
+        [
+            "NeuroScan: brain-MRI tumour detection",
+            "How it was evaluated",
+            "Results",
+            "Does it travel?",
+        ],
+        1,
+    ),
 }
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
 
