@@ -437,3 +437,20 @@ def test_travel_rows_name_each_evaluation_and_mark_undefined_rates():
     assert list(frame.Specificity.iloc[2:]) == ["-", "-"] and frame.ECE.iloc[2] == "0.900"
     assert list(frame["trained on"].iloc[2:]) == ["a, c", "a"]
     assert tables.travel_rows({"test": metrics["test"]}) is None
+
+
+def test_training_sources_name_each_source_and_its_one_class():
+    card = {
+        "sources": {
+            "kaggle": {"files": 4600, "classes": {"healthy": 2087, "tumor": 2513},
+                       "single_class": False},
+            "oasis": {"files": 3200, "classes": {"healthy": 3200, "tumor": 0},
+                      "single_class": True},
+        },
+        "settings": {"data_dirs": ["/somewhere/kaggle", "/somewhere/oasis"]},
+    }  # fmt: skip
+    shown = "kaggle (4,600 files), oasis (3,200 files; one class: no tumour)"
+    assert tables.training_sources(card) == shown
+    facts = dict(tables.model_facts(card).values.tolist())
+    assert facts["Training data"] == tables.training_sources(card)
+    assert tables.training_sources({}) is None

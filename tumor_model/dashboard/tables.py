@@ -217,7 +217,9 @@ def model_facts(card: dict) -> pd.DataFrame:
         "Fine-tuning epoch": epoch_sampling(settings),
         "Decision threshold": _round(card.get("threshold")),
         "Temperature": _round(card.get("temperature")),
-        "Training data": ", ".join(shown_path(d) for d in settings.get("data_dirs", [])) or None,
+        "Training data": training_sources(card)
+        or ", ".join(shown_path(d) for d in settings.get("data_dirs", []))
+        or None,
         "Split": card.get("split", settings.get("split")),
         "Weights": _file_name(card.get("weights_origin")),
         "Trained at": trained_when(card),
@@ -226,6 +228,16 @@ def model_facts(card: dict) -> pd.DataFrame:
     return pd.DataFrame(
         [(k, str(v)) for k, v in facts.items() if v is not None], columns=["property", "value"]
     )
+
+
+def training_sources(card: dict) -> str | None:
+    """The model card's sources as 'name (files; one class: which)', None without them."""
+    out = []
+    for name, src in (card.get("sources") or {}).items():
+        held = [DISPLAY_NAMES[c] for c, n in src.get("classes", {}).items() if n]
+        only = f"; one class: {held[0]}" if src.get("single_class") and held else ""
+        out.append(f"{name} ({src['files']:,} files{only})")
+    return ", ".join(out) or None
 
 
 def minutes(seconds) -> str | None:
