@@ -109,7 +109,7 @@ def test_results_table_skips_missing_and_retired_blocks():
     table = tables.results_table(metrics)
     assert list(table.protocol) == ["Group split", "Grouped CV", "Cross-source CV, fine-tuned"]
     assert list(table.columns)[-1] == "ECE" and (table.ECE == "n/a").all()
-    assert list(table.folds) == ["-", "10", "3"]
+    assert list(table.folds) == [tables.NOT_DEFINED, "10", "3"]
     assert table.loc[0, "Accuracy"] == "90.0% (80.0–95.0)"
     assert table.loc[0, "ROC AUC"] == "0.950 (0.850–1.000)"
     assert table.loc[1, "ROC AUC"] == "n/a"
@@ -434,7 +434,8 @@ def test_travel_rows_name_each_evaluation_and_mark_undefined_rates():
     ]
     assert frame["Balanced accuracy"].iloc[0] == "90.0%"  # from its sensitivity and specificity
     assert list(frame["held out"]) == ["each size fold", "every source", "b", "b"]
-    assert list(frame.Specificity.iloc[2:]) == ["-", "-"] and frame.ECE.iloc[2] == "0.900"
+    assert list(frame.Specificity.iloc[2:]) == [tables.NOT_DEFINED] * 2
+    assert frame.ECE.iloc[2] == "0.900"
     assert list(frame["trained on"].iloc[2:]) == ["a, c", "a"]
     assert tables.travel_rows({"test": metrics["test"]}) is None
 

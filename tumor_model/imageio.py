@@ -174,10 +174,15 @@ def _check_shape(width: int, height: int, label: str) -> None:
             f"image too large: {width} x {height} = {width * height:,} pixels, over the limit "
             f"of {MAX_PIXELS:,} (possible decompression bomb)",
         )
+    check_sides(width, height, label)
+
+
+def check_sides(width: int, height: int, label: str, what: str = "image") -> None:
+    """Refuse sides under MIN_SIDE and an aspect ratio over MAX_ASPECT (an image or a slice)."""
     if min(width, height) < MIN_SIDE or max(width, height) / min(width, height) > MAX_ASPECT:
         raise ImageLoadError(
             label,
-            f"absurd image shape {width} x {height} pixels (sides must be at least {MIN_SIDE} px "
+            f"absurd {what} shape {width} x {height} pixels (sides must be at least {MIN_SIDE} px "
             f"and the aspect ratio at most {MAX_ASPECT:g}:1)",
         )
 

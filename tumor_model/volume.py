@@ -42,15 +42,13 @@ from .config import CLASS_NAMES
 from .dicom import is_dicom, read_dicom
 from .errors import (
     DECODE_ERRORS,
-    MAX_ASPECT,
     MAX_FILE_BYTES,
     MAX_VOLUME_SLICES,
     MAX_VOLUME_VOXELS,
-    MIN_SIDE,
     MIN_VOLUME_SLICES,
     ImageLoadError,
 )
-from .imageio import _read_source
+from .imageio import _read_source, check_sides
 
 __all__ = [
     "AXIS_RULE",
@@ -398,12 +396,7 @@ def _check_size(label: str, n: int, height: int, width: int) -> None:
             f"volume too large: {n} slices of {width} x {height} = {voxels:,} voxels (the limits "
             f"are {MAX_VOLUME_VOXELS:,} voxels and {MAX_VOLUME_SLICES:,} slices)",
         )
-    if min(height, width) < MIN_SIDE or max(height, width) / min(height, width) > MAX_ASPECT:
-        raise ImageLoadError(
-            label,
-            f"absurd slice shape {width} x {height} pixels (sides must be at least {MIN_SIDE} px "
-            f"and the aspect ratio at most {MAX_ASPECT:g}:1)",
-        )
+    check_sides(width, height, label, "slice")
 
 
 def _bounded_inflate(stream, limit: int, label: str, what: str) -> bytes:

@@ -79,7 +79,7 @@ def data_dir(value: str | None) -> Path | None:
     path = Path(text).expanduser()
     for candidate in (path, APP_DIR / path):
         if candidate.is_dir():
-            return candidate.resolve()
+            return Path(os.path.abspath(candidate))  # not resolve: a symlink keeps its name
     return None
 
 
@@ -90,7 +90,7 @@ def as_typed(value: str | None) -> str:
     text = (value or "").strip()
     if not text or not Path(text).is_absolute():
         return text
-    rel = Path(os.path.relpath(Path(text).resolve(), APP_DIR))
+    rel = Path(os.path.relpath(os.path.abspath(text), APP_DIR))  # a symlink stays as named
     return rel.as_posix() if rel.parts.count("..") <= 1 and (APP_DIR / rel).is_dir() else text
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from .tables import NOT_DEFINED
+
 STEPS = {
     "before": "The model as it is",
     "recalibrated": "Temperature + threshold refitted",
@@ -39,7 +41,7 @@ def steps_table(record: dict) -> pd.DataFrame:
 
 def _ci(key: str, m: dict) -> str:
     if m["value"] != m["value"]:
-        return "-"
+        return NOT_DEFINED
     if key in ("roc_auc", "ece"):
         return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
     return f"{m['value']:.1%} [{m['ci_low']:.1%}, {m['ci_high']:.1%}]"

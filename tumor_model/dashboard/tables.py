@@ -29,6 +29,7 @@ LABELS = {
     "ece": "ECE",
 }
 SHOWN = DISPLAY_NAMES  # class names as every page says them (config.DISPLAY_NAMES)
+NOT_DEFINED = "–"  # an en dash: st.table renders a cell "-" as a list bullet
 
 # ----------------------------------------------------------------------------- formatting
 
@@ -117,7 +118,8 @@ def results_table(metrics: dict, names=RESULT_METRICS) -> pd.DataFrame:
     rows = []
     for key, (short, _) in reported_protocols(metrics).items():
         items, folds = metric_items(metrics[key]), metrics[key].get("folds")
-        row = {"protocol": short, "n": metrics[key].get("n"), "folds": str(folds) if folds else "-"}
+        folds = str(folds) if folds else NOT_DEFINED
+        row = {"protocol": short, "n": metrics[key].get("n"), "folds": folds}
         row.update({LABELS[k]: fmt_cell(k, items[k]) if k in items else "n/a" for k in names})
         rows.append(row)
     return pd.DataFrame(rows, columns=["protocol", "n", "folds", *(LABELS[k] for k in names)])
@@ -261,7 +263,8 @@ def shown_path(path, base: str | Path | None = None) -> str:
     given = Path(str(path))
     if not given.is_absolute():
         return given.as_posix()
-    rel = Path(os.path.relpath(given.resolve(), Path(base or APP_DIR).resolve()))
+    # abspath, not resolve: a data folder beside the app that is a symlink stays "../shared/..."
+    rel = Path(os.path.relpath(os.path.abspath(given), os.path.abspath(base or APP_DIR)))
     if rel.parts.count("..") <= 1:
         return rel.as_posix()
     return Path(*given.parts[-2:]).as_posix()
@@ -467,7 +470,7 @@ def travel_rows(metrics: dict | None) -> pd.DataFrame | None:
     """How the model travels, from metrics.json: the cross-source CV (image sizes kept whole)
     with its rows per source, and the leave-one-source-out CV with, for a one-class source, the
     rate a head trained on the two-class sources alone gets ("twin absent"). Rates as
-    percentages; "-" where a metric is undefined (a one-class source has one rate)."""
+    percentages; NOT_DEFINED where a metric is undefined (a one-class source has one rate)."""
     keep = {
         k: v for k, v in (metrics or {}).items() if k.startswith("cv_source") or k == artifacts.LOSO
     }
@@ -480,9 +483,9 @@ def travel_rows(metrics: dict | None) -> pd.DataFrame | None:
     held = frame["held_out"].where(~frame["block"].str.startswith("Cross-source"), "each size fold")
     frame["held_out"] = held
     for k in ("balanced_accuracy", "sensitivity", "specificity"):
-        frame[k] = frame[k].map(lambda v: "-" if v is None or v != v else f"{v:.1%}")
+        frame[k] = frame[k].map(lambda v: NOT_DEFINED if v is None or v != v else f"{v:.1%}")
     for k in ("roc_auc", "ece"):
-        frame[k] = frame[k].map(lambda v: "-" if v is None or v != v else f"{v:.3f}")
+        frame[k] = frame[k].map(lambda v: NOT_DEFINED if v is None or v != v else f"{v:.3f}")
     frame["files"] = frame["files"].map(lambda v: "" if v is None or v != v else f"{int(v):,}")
     shown = {k: LABELS.get(k, k) for k in evaluate.ROW_METRICS}
     columns = {"block": "evaluation", "held_out": "held out", "trained_on": "trained on", **shown}
