@@ -1,6 +1,6 @@
 """Frozen-stage screens of augmentations for travelling to new sources (rules fixed in
-docs/experiments.md before each run): `--lever intensity` (plan C) or `--lever skull-strip`
-(plan E).
+docs/experiments.md before each run): `--lever intensity` (plan C), `--lever skull-strip`
+(plan E), or `--lever label-smoothing` (plan F: no copies, the head's loss smoothed by 0.1).
 
 Every image gets one randomised copy: a random gamma (0.5-2), a random monotone intensity curve
 (4 knots), a smooth multiplicative bias field (0.7-1.3) and, with probability 0.3, the head's
@@ -17,6 +17,7 @@ random brain mask, so that "no skull" (OASIS is skull-stripped) stops meaning "h
     python experiments/intensity_lever.py --data-dir ../shared/data/brain-tumor-dataset \
         --data-dir ../shared/data/figshare-cheng-t1ce --data-dir ../shared/data/oasis-healthy \
         [--lever skull-strip --out docs/skullstrip_lever.json]
+        [--lever label-smoothing --out docs/label_smoothing_lever.json]
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def strip(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return prepare(stripped, pixels.shape[0], "crop-pad")  # the brain fills the frame, as OASIS
 
 
-LEVERS = {"intensity": randomise, "skull-strip": strip}
+LEVERS = {"intensity": randomise, "skull-strip": strip}  # a randomised copy of every image
+SETTINGS_LEVERS = {"label-smoothing": {"label_smoothing": 0.1}}  # the head's loss (plan F)
 
 
 def randomised_features(settings, table, seed=0, batch=64, lever=randomise) -> np.ndarray:
@@ -82,10 +84,11 @@ def randomised_features(settings, table, seed=0, batch=64, lever=randomise) -> n
     return np.concatenate(out)
 
 
-def fold(x, x_aug, table, tr, va, test, settings, use_aug):
-    """Calibrated test probabilities and threshold of a head on rows `tr` (+ their copies)."""
+def fold(x, x_aug, table, tr, va, test, settings):
+    """Calibrated test probabilities and threshold of a head on rows `tr` (+ their copies,
+    `x_aug`, unless None)."""
     n = len(table)
-    if use_aug:
+    if x_aug is not None:
         xs = np.concatenate([x, x_aug])
         t2 = table.iloc[np.r_[np.arange(n), np.arange(n)]].reset_index(drop=True)
         tr = np.r_[tr, tr + n]
@@ -107,19 +110,24 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default=".cache/features")
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--lever", choices=sorted(LEVERS), default="intensity")
+    ap.add_argument("--lever", choices=sorted({*LEVERS, *SETTINGS_LEVERS}), default="intensity")
     args = ap.parse_args(argv)
     start = time.time()
     settings = recorded_settings(args.artifacts, args.cache_dir)
     settings = dataclasses.replace(settings, data_dirs=tuple(args.data_dir), bootstrap=500)
     table, _ = split.prepare_table(settings)
     x = features.extract_for(settings, table)
-    x_aug = randomised_features(settings, table, lever=LEVERS[args.lever])
+    copies = LEVERS.get(args.lever)
+    x_aug = randomised_features(settings, table, lever=copies) if copies else None
     y, groups = table.label.to_numpy(), table.group.to_numpy()
     src = data.sources(table).to_numpy()
     result = {}
     for use_aug in (False, True):
         name = ("randomised" if args.lever == "intensity" else args.lever) if use_aug else "plain"
+        run = dataclasses.replace(
+            settings, **SETTINGS_LEVERS.get(args.lever, {}) if use_aug else {}
+        )
+        extra = x_aug if use_aug else None
         # leave-one-source-out, pooled
         probs, thrs, tested = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), bool)
         per = {}
@@ -129,7 +137,7 @@ def main(argv=None) -> int:
                 continue
             tr, va = inner_val(y, groups, rest, settings.seed)
             held = np.flatnonzero(src == s)
-            probs[held], t = fold(x, x_aug, table, tr, va, held, settings, use_aug)
+            probs[held], t = fold(x, extra, table, tr, va, held, run)
             thrs[held], tested[held] = t, True
             per[s] = evaluate.point_metrics(evaluate.confusion(y[held], probs[held], t))
         loso = evaluate.bootstrap(y[tested], probs[tested], thrs[tested], 500, 0)
@@ -138,7 +146,7 @@ def main(argv=None) -> int:
         p2, t2 = np.zeros(len(y)), np.zeros(len(y))
         for k, (rest, test) in enumerate(split.grouped_folds(y, cv_groups, args.folds, 314)):
             tr, va = inner_val(y, cv_groups, rest, settings.seed + k)
-            p2[test], t = fold(x, x_aug, table, tr, va, test, settings, use_aug)
+            p2[test], t = fold(x, extra, table, tr, va, test, run)
             t2[test] = t
         cv = evaluate.bootstrap(y, p2, t2, 500, 0)
         kag = src == "brain-tumor-dataset"

@@ -33,6 +33,26 @@ def test_the_head_learns_separable_features():
     assert accuracy > 0.9
 
 
+def test_label_smoothing_softens_the_heads_targets():
+    """With smoothing s the loss is minimal at P = 1 - s/2, not at 1: the head trained on
+    separable features stops short of certainty."""
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 2
+    x = rng.normal(0, 1, (120, 8)).astype("float32")
+    x[:, 0] += 8.0 * y
+    is_train, is_val = np.arange(120) < 90, np.arange(120) >= 90
+    tops = {}
+    for s in (0.0, 0.2):
+        settings = Settings(dense_units=8, head_epochs=60, patience=60, head_lr=0.02,
+                            label_smoothing=s)  # fmt: skip
+        head = make_head(settings, 8)
+        train.train_head(head, x, y, is_train, is_val, settings, verbose=0)
+        tops[s] = float(head.predict(x[y == 1], verbose=0).ravel().mean())
+    assert tops[0.0] > 0.97 and 0.8 < tops[0.2] < 0.95, tops
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 0.5\), got 0.5"):
+        Settings(label_smoothing=0.5)
+
+
 def test_fit_fine_tunes_then_folds_the_temperature_into_the_model(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     settings = tiny_settings(

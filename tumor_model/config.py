@@ -56,6 +56,7 @@ class Settings:
     patience: int = 10  # early-stopping patience on validation loss, epochs
     class_weights: bool = False  # weight the loss by inverse class frequency (of groups
     # while fine-tuning with sample_groups, since that is what an epoch then shows)
+    label_smoothing: float = 0.0  # targets 0/1 become s/2 and 1 - s/2 in both phases' loss
     # --- phase 2: optional fine-tuning ---
     fine_tune_layers: int = 0  # unfreeze the top N base layers (0 = no fine-tuning)
     fine_tune_epochs: int = 8  # maximum fine-tuning epochs
@@ -92,6 +93,8 @@ class Settings:
         for name in ("dropout", "resample"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing!r}")
         if self.threshold != -1.0 and not 0.0 < self.threshold < 1.0:
             raise ValueError(
                 f"threshold must be in (0, 1) or -1 (choose on validation), got {self.threshold!r}"

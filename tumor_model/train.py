@@ -37,10 +37,13 @@ class EpochTimer(keras.callbacks.Callback):
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def compile_model(model: keras.Model, lr: float) -> None:
+def compile_model(model: keras.Model, lr: float, label_smoothing: float = 0.0) -> None:
+    loss = "binary_crossentropy"  # the recipe's; an object only when smoothing is asked for
+    if label_smoothing:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
     model.compile(
         optimizer=keras.optimizers.Adam(lr),
-        loss="binary_crossentropy",
+        loss=loss,
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
     )
 
@@ -76,7 +79,7 @@ def fit_epochs(model, train: Batches, val: Batches, epochs, settings, weights, p
 
 def train_head(head, x, y, is_train, is_val, settings, verbose=2) -> pd.DataFrame:
     """Phase 1: the head alone on cached features."""
-    compile_model(head, settings.head_lr)
+    compile_model(head, settings.head_lr, settings.label_smoothing)
     batch = settings.batch_size
     return fit_epochs(
         head,
@@ -112,7 +115,7 @@ def fine_tune(model, table: pd.DataFrame, settings: Settings, verbose=2) -> pd.D
     )
     set_fine_tune(model, settings.fine_tune_layers)
     trainer = training_model(model, settings)
-    compile_model(trainer, settings.fine_tune_lr)
+    compile_model(trainer, settings.fine_tune_lr, settings.label_smoothing)
     shown = train.drop_duplicates("group") if settings.sample_groups else train
     if settings.sample_groups:  # the weights follow what an epoch shows: one file per group
         log(f"fine-tuning epochs: one file of each of {len(shown)} train duplicate groups")
