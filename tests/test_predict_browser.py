@@ -82,7 +82,11 @@ def test_upload_and_explain_in_the_browser(server, tmp_path):
 
             # the uploader keeps the sample and adds the bad file: a batch of two
             page.locator('input[type="file"]').set_input_files(str(bad))
-            expect(main.get_by_text("'notes.png': not an image")).to_be_visible(timeout=90_000)
+            error = main.get_by_test_id("stAlertContentError").get_by_text("'notes.png': not an")
+            expect(error).to_be_visible(timeout=90_000)  # (and in the "could not be read" table)
+            expect(
+                main.get_by_test_id("stTableStyledTable").get_by_text("'notes.png'")
+            ).to_be_visible()
             expect(main.get_by_text("Results: 1 predicted, 1 could not be read")).to_be_visible(
                 timeout=90_000
             )
