@@ -52,8 +52,7 @@ if st.session_state.pop("site_go", False):
                 table, pixels = adapt.read_local_zip(
                     upload.getvalue(), upload.name, int(card["input_size"]), card["geometry"]
                 )
-                record = adapt.adapt(folder, out=out, local_share=share, local=table,
-                                     pixels=pixels)
+                record = adapt.adapt(folder, out=out, local_share=share, local=table, pixels=pixels)
             elif typed and places.data_dir(typed):
                 record = adapt.adapt(folder, [places.data_dir(typed)], out, share)
             else:

@@ -80,14 +80,24 @@ def test_summarize_reports_each_source(tiny_dataset, tmp_path):
     rng = np.random.default_rng(2)
     for i in range(5):
         Image.fromarray(fake_scan(rng, True, (90, 90))).save(other / f"{i}.png")
-    done = cli("summarize", "--data-dir", str(root), "--data-dir", str(other.parent), "--out",
-               str(tmp_path / "s.json"))
+    done = cli(
+        "summarize",
+        "--data-dir",
+        str(root),
+        "--data-dir",
+        str(other.parent),
+        "--out",
+        str(tmp_path / "s.json"),
+    )
     assert done.returncode == 0, done.stderr[-1500:]
     sources = json.loads(done.stdout.strip().splitlines()[-1])["sources"]
     assert list(sources) == [root.name, "other-site"]
     assert sources["other-site"] == {
-        "files": 5, "classes": {"healthy": 0, "tumor": 5}, "image_sizes": 1,
-        "duplicate_groups": 5, "single_class": True,
+        "files": 5,
+        "classes": {"healthy": 0, "tumor": 5},
+        "image_sizes": 1,
+        "duplicate_groups": 5,
+        "single_class": True,
     }
     assert not sources[root.name]["single_class"]
 

@@ -263,8 +263,8 @@ def test_volume_shows_chart_slider_verdict_and_suspicious_slices(page, art):
     assert [c[: len(t)] for c, t in zip(captions[2:], top, strict=True)] == top
     slider.set_value(1).run()
     _clean(at)
-    assert at.image[1].captions[0].startswith(
-        f"Slice 1: P(tumour) {expected['probabilities'][0]:.3f}"
+    assert (
+        at.image[1].captions[0].startswith(f"Slice 1: P(tumour) {expected['probabilities'][0]:.3f}")
     )
 
 

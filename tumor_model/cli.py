@@ -66,8 +66,16 @@ def cmd_summarize(args) -> int:
                 "unreadable": len(summary["unreadable"]),
                 "groups_per_class": summary["duplicates"]["groups_per_class"],
                 "sources": {
-                    name: {k: src[k] for k in ("files", "classes", "image_sizes",
-                                               "duplicate_groups", "single_class")}
+                    name: {
+                        k: src[k]
+                        for k in (
+                            "files",
+                            "classes",
+                            "image_sizes",
+                            "duplicate_groups",
+                            "single_class",
+                        )
+                    }
                     for name, src in summary["sources"].items()
                 },
                 "written": str(args.out),
