@@ -299,7 +299,7 @@ def cmd_adapt(args) -> int:
 
 
 def _rounded(m: dict) -> dict:
-    return {k: None if v != v else round(v, 4) for k, v in m.items()}
+    return {k: _round4(v) for k, v in m.items()}
 
 
 def cmd_anchor(args) -> int:
