@@ -53,6 +53,37 @@ def test_label_smoothing_softens_the_heads_targets():
         Settings(label_smoothing=0.5)
 
 
+def test_mixup_and_source_balance_still_learn_and_need_the_sources():
+    rng = np.random.default_rng(1)
+    y = np.arange(200) % 2
+    x = rng.normal(0, 1, (200, 8)).astype("float32")
+    x[:, 0] += 4.0 * y
+    sources = np.where(np.arange(200) < 160, "kaggle", "figshare")
+    is_train, is_val = np.arange(200) % 5 != 0, np.arange(200) % 5 == 0
+    settings = Settings(dense_units=8, head_epochs=20, patience=20, head_lr=0.01, mixup=0.4,
+                        balance_sources=True)  # fmt: skip
+    head = make_head(settings, 8)
+    history = train.train_head(head, x, y, is_train, is_val, settings, verbose=0, sources=sources)
+    assert history.val_loss.iloc[-1] < history.val_loss.iloc[0]
+    assert np.mean((head.predict(x[is_val], verbose=0).ravel() >= 0.5) == y[is_val]) > 0.9
+    with pytest.raises(ValueError, match="balance_sources needs each row's source"):
+        train.train_head(make_head(settings, 8), x, y, is_train, is_val, settings, verbose=0)
+    with pytest.raises(ValueError, match=r"mixup must be >= 0 \(0 = off\), got -1"):
+        Settings(mixup=-1)
+
+
+def test_fit_fine_tunes_on_mixed_source_balanced_pixels(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    settings = tiny_settings(
+        root, tmp_path / "out", head_epochs=2, fine_tune_layers=5, fine_tune_epochs=2,
+        mixup=0.4, balance_sources=True, threshold=0.5,
+    )  # fmt: skip
+    table, x = crossval.recipe_features(settings)
+    _, _, history, _, _ = train.fit(settings, table, x)
+    assert list(history.phase.unique()) == ["head", "fine_tune"]
+    assert np.isfinite(history.val_loss).all() and history.loss.gt(0).all()
+
+
 def test_fit_fine_tunes_then_folds_the_temperature_into_the_model(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     settings = tiny_settings(

@@ -57,6 +57,10 @@ class Settings:
     class_weights: bool = False  # weight the loss by inverse class frequency (of groups
     # while fine-tuning with sample_groups, since that is what an epoch then shows)
     label_smoothing: float = 0.0  # targets 0/1 become s/2 and 1 - s/2 in both phases' loss
+    mixup: float = 0.0  # mix each training row with another of its batch, inputs and labels,
+    # by a weight drawn from Beta(mixup, mixup), in both phases (features, then pixels); 0 = off
+    balance_sources: bool = False  # each training epoch (both phases) draws as many rows from
+    # every source: a small source is repeated, a large one shown in part
     # --- phase 2: optional fine-tuning ---
     fine_tune_layers: int = 0  # unfreeze the top N base layers (0 = no fine-tuning)
     fine_tune_epochs: int = 8  # maximum fine-tuning epochs
@@ -95,6 +99,8 @@ class Settings:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing!r}")
+        if not self.mixup >= 0.0:
+            raise ValueError(f"mixup must be >= 0 (0 = off), got {self.mixup!r}")
         if self.threshold != -1.0 and not 0.0 < self.threshold < 1.0:
             raise ValueError(
                 f"threshold must be in (0, 1) or -1 (choose on validation), got {self.threshold!r}"

@@ -46,7 +46,8 @@ def frozen_head(x, table, tr, va, settings):
     temperature and threshold chosen on `va`: (head, temperature, threshold)."""
     y = table.label.to_numpy()
     head = make_head(settings, x.shape[1])
-    train.train_head(head, x, y, _mask(tr, len(y)), _mask(va, len(y)), settings, verbose=0)
+    train.train_head(head, x, y, _mask(tr, len(y)), _mask(va, len(y)), settings, verbose=0,
+                     sources=data.sources(table))  # fmt: skip
     raw_val = head.predict(x[va], verbose=0).ravel()
     temperature, thr = evaluate.decide(y[va], raw_val, settings.calibrate, settings.threshold)
     return head, temperature, thr

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import evaluate, features
+from . import data, evaluate, features
 from .artifacts import HISTORY_COLUMNS
 from .augment import training_model
 from .config import Settings
@@ -77,13 +77,23 @@ def fit_epochs(model, train: Batches, val: Batches, epochs, settings, weights, p
     return frame.reindex(columns=HISTORY_COLUMNS)
 
 
-def train_head(head, x, y, is_train, is_val, settings, verbose=2) -> pd.DataFrame:
-    """Phase 1: the head alone on cached features."""
+def train_head(head, x, y, is_train, is_val, settings, verbose=2, sources=None) -> pd.DataFrame:
+    """Phase 1: the head alone on cached features. `sources`: each row's source, which
+    `settings.balance_sources` needs."""
     compile_model(head, settings.head_lr, settings.label_smoothing)
     batch = settings.batch_size
+    strata = _strata(sources, is_train, settings)
     return fit_epochs(
         head,
-        Batches(x[is_train], y[is_train], batch, training=True, seed=settings.seed),
+        Batches(
+            x[is_train],
+            y[is_train],
+            batch,
+            training=True,
+            seed=settings.seed,
+            strata=strata,
+            mixup=settings.mixup,
+        ),  # fmt: skip
         Batches(x[is_val], y[is_val], batch, training=False),
         settings.head_epochs,
         settings,
@@ -91,6 +101,15 @@ def train_head(head, x, y, is_train, is_val, settings, verbose=2) -> pd.DataFram
         "head",
         verbose=verbose,
     )
+
+
+def _strata(sources, rows, settings: Settings):
+    """The sources of training `rows` when the recipe balances sources, else None."""
+    if not settings.balance_sources:
+        return None
+    if sources is None:
+        raise ValueError("balance_sources needs each row's source; none were given")
+    return np.asarray(sources)[rows]
 
 
 def fine_tune(model, table: pd.DataFrame, settings: Settings, verbose=2) -> pd.DataFrame:
@@ -106,6 +125,8 @@ def fine_tune(model, table: pd.DataFrame, settings: Settings, verbose=2) -> pd.D
         training=True,
         groups=groups,
         seed=settings.seed,
+        strata=_strata(data.sources(train), slice(None), settings),
+        mixup=settings.mixup,
     )
     val_feed = Batches(
         features.load_pixels(val, size, settings.geometry),
@@ -157,7 +178,7 @@ def fit(settings: Settings, table: pd.DataFrame, x: np.ndarray, devices: Devices
     y = table.label.to_numpy()
     is_train, is_val = (table.split == "train").to_numpy(), (table.split == "val").to_numpy()
     with devices.scope():
-        history = [train_head(head, x, y, is_train, is_val, settings)]
+        history = [train_head(head, x, y, is_train, is_val, settings, sources=data.sources(table))]
         if settings.fine_tune_layers:
             history.append(fine_tune(model, table, settings))
     val = table[is_val]
