@@ -89,7 +89,7 @@ def end_to_end(predictor, rows, results, n: int, rng) -> dict:
             canvas = np.zeros((256, 256), np.uint8)
             h, w = img.height, img.width
             canvas[(256 - h) // 2 : (256 - h) // 2 + h, (256 - w) // 2 : (256 - w) // 2 + w] = img
-            planes.append(canvas.T[::-1, ::-1])  # so that volume._display shows it as stored
+            planes.append(canvas.T[::-1, ::-1])  # so that nifti._display shows it as stored
         data = np.stack(planes, axis=2)
         raw = nib.Nifti1Image(data, np.diag([1.0, 1.0, 5.0, 1.0])).to_bytes()
         out = volume.predict_volume(predictor, volume.load_volume([raw], ["stack.nii"]))

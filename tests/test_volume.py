@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tumor_model import errors
+from tumor_model import errors, imageio, nifti
 from tumor_model import volume as vol
 from tumor_model.config import CLASS_NAMES
 from tumor_model.dicom import INFO_TAGS
@@ -275,7 +275,7 @@ def test_bad_volumes_are_refused_naming_the_file(case):
 
 
 def test_series_too_large_for_the_voxel_limit(monkeypatch):
-    monkeypatch.setattr(vol, "MAX_VOLUME_VOXELS", 5 * 40 * 48)
+    monkeypatch.setattr(imageio, "MAX_VOLUME_VOXELS", 5 * 40 * 48)  # check_volume_size's
     files = series_files(n=6)
     message = _refused(
         [d for _, d in files], [n for n, _ in files], "volume too large", "11,520", "9,600"
@@ -284,8 +284,8 @@ def test_series_too_large_for_the_voxel_limit(monkeypatch):
 
 
 def test_the_limits_live_in_errors():
-    assert vol.MAX_VOLUME_VOXELS is errors.MAX_VOLUME_VOXELS
-    assert vol.MIN_VOLUME_SLICES == errors.MIN_VOLUME_SLICES == 3
+    assert imageio.MAX_VOLUME_VOXELS is nifti.MAX_VOLUME_VOXELS is errors.MAX_VOLUME_VOXELS
+    assert vol.MIN_VOLUME_SLICES == imageio.MIN_VOLUME_SLICES == errors.MIN_VOLUME_SLICES == 3
 
 
 # ----------------------------------------------------------------------------- planning

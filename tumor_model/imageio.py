@@ -25,7 +25,17 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import GEOMETRIES
 from .dicom import DicomScan, frame_to_image, is_dicom, read_dicom
-from .errors import DECODE_ERRORS, MAX_ASPECT, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, ImageLoadError
+from .errors import (
+    DECODE_ERRORS,
+    MAX_ASPECT,
+    MAX_FILE_BYTES,
+    MAX_PIXELS,
+    MAX_VOLUME_SLICES,
+    MAX_VOLUME_VOXELS,
+    MIN_SIDE,
+    MIN_VOLUME_SLICES,
+    ImageLoadError,
+)
 
 __all__ = [
     "ImageLoadError",
@@ -185,6 +195,26 @@ def check_sides(width: int, height: int, label: str, what: str = "image") -> Non
             f"absurd {what} shape {width} x {height} pixels (sides must be at least {MIN_SIDE} px "
             f"and the aspect ratio at most {MAX_ASPECT:g}:1)",
         )
+
+
+def check_volume_size(label: str, n: int, height: int, width: int) -> None:
+    """Refuse a volume of fewer than MIN_VOLUME_SLICES slices, more than MAX_VOLUME_SLICES or
+    MAX_VOLUME_VOXELS, or slices of an absurd shape."""
+    if n < MIN_VOLUME_SLICES:
+        what = "one slice" if n == 1 else f"{n} slices"
+        raise ImageLoadError(
+            label,
+            f"only {what}: a volume needs at least {MIN_VOLUME_SLICES} (predict single slices "
+            "as images)",
+        )
+    voxels = n * height * width
+    if voxels > MAX_VOLUME_VOXELS or n > MAX_VOLUME_SLICES:
+        raise ImageLoadError(
+            label,
+            f"volume too large: {n} slices of {width} x {height} = {voxels:,} voxels (the limits "
+            f"are {MAX_VOLUME_VOXELS:,} voxels and {MAX_VOLUME_SLICES:,} slices)",
+        )
+    check_sides(width, height, label, "slice")
 
 
 def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
