@@ -257,6 +257,15 @@ def test_model_facts_name_the_fine_tuning_augmentation(settings, expected):
         ({"fine_tune_layers": 60, "sample_groups": False}, "every training file"),
         ({"fine_tune_layers": 0, "sample_groups": True}, None),  # frozen: no fine-tuning epochs
         ({"fine_tune_layers": 60}, "every training file"),  # a card from before the setting
+        (
+            {"fine_tune_layers": 60, "balance_sources": True, "mixup": 0.2, "label_smoothing": 0.1},
+            "as many of every source (its files), mixed in pairs (mixup 0.2), targets smoothed "
+            "by 0.1",
+        ),
+        (
+            {"fine_tune_layers": 60, "balance_sources": True, "sample_groups": True},
+            "as many of every source (one random file of each duplicate group)",
+        ),
     ],
 )
 def test_model_facts_say_what_a_fine_tuning_epoch_shows(settings, expected):

@@ -291,6 +291,12 @@ def epoch_sampling(settings: dict) -> str | None:
         if settings.get("sample_groups", False)
         else "every training file"
     )
+    if settings.get("balance_sources"):
+        shown = f"as many of every source ({shown.replace('every training file', 'its files')})"
+    if settings.get("mixup"):
+        shown += f", mixed in pairs (mixup {settings['mixup']:g})"
+    if settings.get("label_smoothing"):
+        shown += f", targets smoothed by {settings['label_smoothing']:g}"
     return shown + (", loss weighted by class" if settings.get("class_weights") else "")
 
 
