@@ -93,7 +93,7 @@ def train_head(head, x, y, is_train, is_val, settings, verbose=2, sources=None) 
             seed=settings.seed,
             strata=strata,
             mixup=settings.mixup,
-        ),  # fmt: skip
+        ),
         Batches(x[is_val], y[is_val], batch, training=False),
         settings.head_epochs,
         settings,
