@@ -82,7 +82,11 @@ def train_head(head, x, y, is_train, is_val, settings, verbose=2, sources=None) 
     `settings.balance_sources` needs."""
     compile_model(head, settings.head_lr, settings.label_smoothing)
     batch = settings.batch_size
-    strata = _strata(sources, is_train, settings)
+    strata = None
+    if settings.balance_sources:
+        if sources is None:
+            raise ValueError("balance_sources needs each row's source; none were given")
+        strata = np.asarray(sources)[is_train]
     return fit_epochs(
         head,
         Batches(
@@ -103,15 +107,6 @@ def train_head(head, x, y, is_train, is_val, settings, verbose=2, sources=None) 
     )
 
 
-def _strata(sources, rows, settings: Settings):
-    """The sources of training `rows` when the recipe balances sources, else None."""
-    if not settings.balance_sources:
-        return None
-    if sources is None:
-        raise ValueError("balance_sources needs each row's source; none were given")
-    return np.asarray(sources)[rows]
-
-
 def fine_tune(model, table: pd.DataFrame, settings: Settings, verbose=2) -> pd.DataFrame:
     """Phase 2: unfreeze the top N backbone layers; low learning rate; augmented pixels (with
     sample_groups one file per duplicate group per epoch)."""
@@ -125,7 +120,7 @@ def fine_tune(model, table: pd.DataFrame, settings: Settings, verbose=2) -> pd.D
         training=True,
         groups=groups,
         seed=settings.seed,
-        strata=_strata(data.sources(train), slice(None), settings),
+        strata=data.sources(train).to_numpy() if settings.balance_sources else None,
         mixup=settings.mixup,
     )
     val_feed = Batches(
@@ -178,7 +173,8 @@ def fit(settings: Settings, table: pd.DataFrame, x: np.ndarray, devices: Devices
     y = table.label.to_numpy()
     is_train, is_val = (table.split == "train").to_numpy(), (table.split == "val").to_numpy()
     with devices.scope():
-        history = [train_head(head, x, y, is_train, is_val, settings, sources=data.sources(table))]
+        sources = data.sources(table) if settings.balance_sources else None
+        history = [train_head(head, x, y, is_train, is_val, settings, sources=sources)]
         if settings.fine_tune_layers:
             history.append(fine_tune(model, table, settings))
     val = table[is_val]
