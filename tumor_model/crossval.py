@@ -46,7 +46,7 @@ def frozen_head(x, table, tr, va, settings):
     temperature and threshold chosen on `va`: (head, temperature, threshold)."""
     y = table.label.to_numpy()
     head = make_head(settings, x.shape[1])
-    sources = data.sources(table) if settings.balance_sources else None
+    sources = train.row_sources(table, settings)
     train.train_head(head, x, y, _mask(tr, len(y)), _mask(va, len(y)), settings, 0, sources)
     raw_val = head.predict(x[va], verbose=0).ravel()
     temperature, thr = evaluate.decide(y[va], raw_val, settings.calibrate, settings.threshold)

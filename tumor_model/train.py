@@ -107,6 +107,12 @@ def train_head(head, x, y, is_train, is_val, settings, verbose=2, sources=None) 
     )
 
 
+def row_sources(table: pd.DataFrame, settings: Settings):
+    """Each row's source when the recipe balances sources (what `Batches` strata need), else
+    None: tables without a source or root column train as they always did."""
+    return data.sources(table).to_numpy() if settings.balance_sources else None
+
+
 def fine_tune(model, table: pd.DataFrame, settings: Settings, verbose=2) -> pd.DataFrame:
     """Phase 2: unfreeze the top N backbone layers; low learning rate; augmented pixels (with
     sample_groups one file per duplicate group per epoch)."""
@@ -120,7 +126,7 @@ def fine_tune(model, table: pd.DataFrame, settings: Settings, verbose=2) -> pd.D
         training=True,
         groups=groups,
         seed=settings.seed,
-        strata=data.sources(train).to_numpy() if settings.balance_sources else None,
+        strata=row_sources(train, settings),
         mixup=settings.mixup,
     )
     val_feed = Batches(
@@ -173,7 +179,7 @@ def fit(settings: Settings, table: pd.DataFrame, x: np.ndarray, devices: Devices
     y = table.label.to_numpy()
     is_train, is_val = (table.split == "train").to_numpy(), (table.split == "val").to_numpy()
     with devices.scope():
-        sources = data.sources(table) if settings.balance_sources else None
+        sources = row_sources(table, settings)
         history = [train_head(head, x, y, is_train, is_val, settings, sources=sources)]
         if settings.fine_tune_layers:
             history.append(fine_tune(model, table, settings))
