@@ -90,8 +90,11 @@ def travel_section(metrics: dict) -> None:
         "leave-one-source-out trains the head on all other sources and scores the held-out one. "
         "A source of one class has only its rate (sensitivity for tumours, specificity for "
         "healthy scans); its *twin absent* row comes from a head that never saw the other "
-        "one-class source, so the source's look alone cannot give it its label. "
-        "`neuroscan cv --by source` / `--by loso` recompute these rows."
+        "one-class source, so the source's look alone cannot give it its label. These CVs "
+        "train heads on frozen features; the *This model* rows are the model itself (fine-tuned "
+        "as shipped) on whole sources none of whose files it was trained, validated or tested on. "
+        "`neuroscan cv --by source` / `--by loso` recompute the CV rows, `neuroscan evaluate "
+        "--all --data-dir DIR --save` the others."
     )
 
 

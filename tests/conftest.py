@@ -91,6 +91,16 @@ def make_dataset(root: Path, per_class: int = 24, seed: int = 0) -> dict:
     return facts
 
 
+def make_site(root: Path, tumours=12, healthy=12, seed=5, size=(72, 72)) -> Path:
+    """A 'local site' or another source: generated scans of another size in yes/ and no/ (a
+    class of 0 scans gets no folder: a one-class root)."""
+    rng = np.random.default_rng(seed)
+    for folder, n, tumour in (("yes", tumours, True), ("no", healthy, False)):
+        for i in range(n):
+            _save(Image.fromarray(fake_scan(rng, tumour, size)), root / folder / f"{i}.png", "PNG")
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("data") / "brain-tumor-dataset"

@@ -7,22 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from tumor_model import adapt, artifacts, evaluate_folder
 from tumor_model.predict import Predictor
 
-from conftest import cli, fake_scan
-
-
-def _site(root, tumours=12, healthy=12, seed=5, size=(72, 72)):
-    """A 'local site': generated scans of another size in yes/ and no/ folders."""
-    rng = np.random.default_rng(seed)
-    for folder, n, tumour in (("yes", tumours, True), ("no", healthy, False)):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            Image.fromarray(fake_scan(rng, tumour, size)).save(root / folder / f"{i}.png")
-    return root
+from conftest import cli, make_site
 
 
 def test_anchor_rows_one_per_group_and_balanced():
@@ -77,7 +66,7 @@ def test_retrained_head_learns_the_local_scans(tiny_artifacts):
 
 
 def test_adapt_writes_a_complete_folder_that_everything_reads(tiny_artifacts, tmp_path):
-    site = _site(tmp_path / "site")
+    site = make_site(tmp_path / "site")
     out = tmp_path / "adapted"
     record = adapt.adapt(tiny_artifacts, [site], out, n_boot=20)
     assert record["local_scans"] == 24 and record["local_classes"] == {"healthy": 12, "tumor": 12}
@@ -105,7 +94,7 @@ def test_adapt_writes_a_complete_folder_that_everything_reads(tiny_artifacts, tm
 
 
 def test_adapt_cli_prints_before_and_after(tiny_artifacts, tmp_path):
-    site = _site(tmp_path / "site", seed=8)
+    site = make_site(tmp_path / "site", seed=8)
     out = tmp_path / "adapted"
     done = cli(
         "adapt", "--artifacts", str(tiny_artifacts), "--data-dir", str(site), "--out", str(out)
@@ -120,9 +109,12 @@ def test_adapt_cli_prints_before_and_after(tiny_artifacts, tmp_path):
 @pytest.mark.parametrize(
     "make, problem",
     [
-        (lambda r: _site(r, healthy=0), "one class only"),
-        (lambda r: _site(r, tumours=4, healthy=4), "at least 10"),
-        (lambda r: (_site(r), (r / "yes" / "bad.png").write_bytes(b"not an image")), "could not"),
+        (lambda r: make_site(r, healthy=0), "one class only"),
+        (lambda r: make_site(r, tumours=4, healthy=4), "at least 10"),
+        (
+            lambda r: (make_site(r), (r / "yes" / "bad.png").write_bytes(b"not an image")),
+            "could not",
+        ),
         (lambda r: (r / "scans").mkdir(parents=True), "no class folders"),
     ],
     ids=["one-class", "too-few", "unreadable", "no-layout"],
@@ -140,7 +132,7 @@ def test_bad_local_folders_write_nothing(tiny_artifacts, tmp_path, make, problem
 
 
 def test_adapt_refuses_an_existing_folder(tiny_artifacts, tmp_path):
-    site = _site(tmp_path / "site")
+    site = make_site(tmp_path / "site")
     with pytest.raises(ValueError, match="exists"):
         adapt.adapt(tiny_artifacts, [site], tiny_artifacts)
 

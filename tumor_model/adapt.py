@@ -420,6 +420,7 @@ def _write(model, x, y, oof, anchor_x, anchor_y, record, out) -> None:
         artifacts.write_json(card, tmp / artifacts.CARD)
         metrics = artifacts.read_json(tmp, artifacts.METRICS)
         metrics[ADAPTED] = record
+        metrics.pop(artifacts.EXTERNAL, None)  # the unadapted model's figures on other sources
         artifacts.write_json(metrics, tmp / artifacts.METRICS)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -75,6 +75,9 @@ class ArtifactError(RuntimeError):
 TEST, TEST_GROUPS, VAL, VAL_GROUPS = "test", "test_groups", "val", "val_groups"
 RANDOM_SPLIT, SHORTCUT, PROTOCOL = "random_split", "shortcut", "protocol"
 LOSO, ADAPTED = "loso", "adapted"  # leave-one-source-out CV; what `adapt` changed
+# `evaluate --all --save`: the model itself on whole sources none of whose files it was trained,
+# validated or tested on (same layout as LOSO: "pooled" and "sources")
+EXTERNAL = "external"
 TEST_SOURCES = "test_sources"  # the test split per source
 CV_GROUPS = {
     "duplicate": "duplicate groups kept whole",

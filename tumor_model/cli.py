@@ -155,7 +155,7 @@ def cmd_evaluate(args) -> int:
         )
         return 0
     result = evaluate_folder.run(
-        args.artifacts, args.data_dir, args.all, args.bootstrap, args.threshold
+        args.artifacts, args.data_dir, args.all, args.bootstrap, args.threshold, args.save
     )
     text = json.dumps(result, indent=2)
     if args.out:
@@ -482,6 +482,12 @@ def _model_commands(sub) -> None:
     p.add_argument("--threshold", type=float, default=None, help="default: the model card's")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--out", default=None, help="write the full JSON here")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="with --all: record the figures (per source) in the model's metrics.json as how "
+        "it does on sources it never saw; refused if any file is in its split.csv",
+    )
     p.add_argument(
         "--shortcut",
         type=int,

@@ -107,13 +107,14 @@ def cross_validate(x, table, settings, folds: int, by: str = "duplicate", full=F
     return result
 
 
-def per_source(table, probs, thresholds, settings) -> dict:
-    """{source: report} of pooled predictions, when the table holds several sources. A
-    single-class source has sensitivity or specificity only (accuracy is that one rate)."""
+def per_source(table, probs, thresholds, settings, min_sources: int = 2) -> dict:
+    """{source: report} of pooled predictions, when the table holds at least `min_sources`
+    sources. A single-class source has sensitivity or specificity only (accuracy is that one
+    rate)."""
     if "source" not in table.columns and "root" not in table.columns:
         return {}
     src = data.sources(table).to_numpy()
-    if len(set(src)) < 2:
+    if len(set(src)) < min_sources:
         return {}
     y, thr = table.label.to_numpy(), np.broadcast_to(np.asarray(thresholds, float), src.shape)
     return {

@@ -7,7 +7,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from sklearn import metrics as skm
 
-from .artifacts import LOSO
+from .artifacts import EXTERNAL, LOSO
 
 POINT_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1")
 SCORE_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
@@ -229,8 +229,9 @@ ROW_METRICS = ("balanced_accuracy", "sensitivity", "specificity", "roc_auc", "ec
 
 def cv_rows(result: dict) -> list[dict]:
     """One flat row per CV block and per held-out source of `result` (cv_metrics' output or a
-    metrics.json): what the CLI prints and the dashboard tabulates. A one-class source has only
-    its rate (sensitivity or specificity) defined; the other metrics are None."""
+    metrics.json; the EXTERNAL block of `evaluate --save` too): what the CLI prints and the
+    dashboard tabulates. A one-class source has only its rate (sensitivity or specificity)
+    defined; the other metrics are None."""
 
     def row(name, block, **extra):
         values = {}
@@ -244,12 +245,12 @@ def cv_rows(result: dict) -> list[dict]:
 
     out = []
     for key, block in result.items():
-        if not isinstance(block, dict) or "metrics" not in block and key != LOSO:
+        if not isinstance(block, dict) or "metrics" not in block and key not in (LOSO, EXTERNAL):
             continue
-        if key == LOSO:
-            out.append(row(f"{LOSO}: pooled", block["pooled"], held_out="every source"))
+        if key in (LOSO, EXTERNAL):
+            out.append(row(f"{key}: pooled", block["pooled"], held_out="every source"))
             for src, one in block["sources"].items():
-                out.append(row(LOSO, one, held_out=src, trained_on=", ".join(one["trained_on"])))
+                out.append(row(key, one, held_out=src, trained_on=", ".join(one["trained_on"])))
                 if "twin_absent" in one:
                     twin = one["twin_absent"]
                     out.append(

@@ -2,45 +2,69 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import data, evaluate, split
-from .artifacts import PREDICTIONS, SETTINGS, SPLIT, read_csv
+from .artifacts import (
+    CARD,
+    EXTERNAL,
+    PREDICTIONS,
+    SETTINGS,
+    SPLIT,
+    read_csv,
+    read_json,
+    update_metrics,
+)
 from .config import Settings
+from .crossval import per_source
 from .predict import Predictor
 
 
-def _rows(artifacts: Path, data_dirs, use_all: bool) -> pd.DataFrame:
+def _rows(artifacts: Path, data_dirs, use_all: bool) -> tuple[pd.DataFrame, list[dict]]:
+    """(rows to evaluate, files that could not be read: {"error": why})."""
     if data_dirs and use_all:
         files = data.find_all(data_dirs)
         scanned = data.scan(files)
-        for bad in scanned.unreadable:
-            print(f"skipped unreadable file: {bad['error']}")
+        for bad in scanned.unreadable:  # stderr: stdout carries the JSON
+            print(f"skipped unreadable file: {bad['error']}", file=sys.stderr)
         groups = split.duplicate_groups(list(scanned.images.sha256), scanned.thumbs, 0.02)
-        return scanned.images.assign(group=groups, split="all")
+        return scanned.images.assign(group=groups, split="all"), list(scanned.unreadable)
     table = read_csv(artifacts, SPLIT)
     table = table[table.split == "test"]
     if data_dirs:  # the model's test split, read from another copy of the data
         if len(data_dirs) != 1:
             raise ValueError("give one --data-dir for the test split, or use --all")
         table = table.assign(root=data_dirs[0])
-    return table
+    return table, []
 
 
-def run(artifacts="artifacts", data_dirs=None, use_all=False, n_boot=1000, threshold=None) -> dict:
+def run(
+    artifacts="artifacts", data_dirs=None, use_all=False, n_boot=1000, threshold=None, save=False
+) -> dict:
+    """The model in `artifacts` on its test split, or with `use_all` on every image under
+    `data_dirs` (figures per source besides). `save` records the latter in metrics.json
+    (EXTERNAL), and only for scans the model never saw."""
     artifacts = Path(artifacts)
     if use_all and not data_dirs:
         raise ValueError("--all needs --data-dir")
+    if save and not use_all:
+        raise ValueError("--save records the model on folders it never saw: it needs --all")
     predictor = Predictor(artifacts)
-    table = _rows(artifacts, data_dirs, use_all)
+    table, unread = _rows(artifacts, data_dirs, use_all)
+    if save:
+        never_seen(artifacts, table)
     results = predictor.predict_files(
         [Path(r) / p for r, p in zip(table.root, table.path, strict=True)]
     )
     ok = [("error" not in r) for r in results]
-    errors = [r for r in results if "error" in r]
+    unread = [{"file": str(Path(b["root"]) / b["path"]), "error": b["error"]} for b in unread]
+    errors = unread + [r for r in results if "error" in r]
     table = table[ok].assign(
         probability=[r["probability"] for r in results if "error" not in r],
         ood=[r["out_of_distribution"] for r in results if "error" not in r],
@@ -62,7 +86,55 @@ def run(artifacts="artifacts", data_dirs=None, use_all=False, n_boot=1000, thres
     out["summary"].update({k: round(m[k]["value"], 4) for k in ("accuracy", "roc_auc")})
     if table.label.nunique() == 2:
         out["summary"]["local_threshold"] = local_threshold(table.label, table.probability)
+    if use_all:
+        settings = dataclasses.replace(Settings.from_json(artifacts / SETTINGS), bootstrap=n_boot)
+        out["sources"] = per_source(table, table.probability.to_numpy(), thr, settings, 1)
+        out["summary"]["sources"] = {
+            src: {"images": block["n"]} | rates(block) for src, block in out["sources"].items()
+        }
+    if save:
+        update_metrics(artifacts, {EXTERNAL: external_block(artifacts, out, data_dirs)})
     return out
+
+
+def rates(block: dict) -> dict:
+    """The defined ones of balanced accuracy, sensitivity and specificity, rounded."""
+    keys = ("balanced_accuracy", "sensitivity", "specificity")
+    values = {k: block["metrics"].get(k, {}).get("value") for k in keys}
+    return {k: round(v, 4) for k, v in values.items() if v is not None and v == v}
+
+
+def never_seen(artifacts: Path, table: pd.DataFrame) -> None:
+    """ValueError naming a file, unless no file of `table` is in the model's split.csv (the
+    scans it was trained, validated or tested on)."""
+    seen = table[table.sha256.isin(set(read_csv(artifacts, SPLIT).sha256))]
+    if len(seen):
+        first = Path(seen.root.iloc[0]) / seen.path.iloc[0]
+        raise ValueError(
+            f"--save records the model on scans it never saw, but {len(seen)} of these files "
+            f"are in its split.csv (trained, validated or tested on), e.g. {str(first)!r}: "
+            "leave those folders out or drop --save"
+        )
+
+
+def external_block(artifacts: Path, result: dict, data_dirs) -> dict:
+    """metrics.json's EXTERNAL block: LOSO's layout ("pooled", "sources" with "trained_on")
+    for the model itself, and what it was measured on."""
+    trained_on = sorted(set(data.sources(read_csv(artifacts, SPLIT))))
+    return {
+        "pooled": result["files"],
+        "sources": {
+            src: block | {"trained_on": trained_on} for src, block in result["sources"].items()
+        },
+        "recipe": "the model itself (whole recipe as trained)",
+        "groups": "source: whole folders none of whose files the model trained, validated or "
+        "tested on",
+        "data_dirs": [str(d) for d in data_dirs],
+        "model_sha256": read_json(artifacts, CARD).get("model_sha256"),
+        "unreadable": result["summary"]["unreadable"],
+        "flagged_out_of_distribution": result["summary"]["flagged_out_of_distribution"],
+        "date": dt.date.today().isoformat(),
+    }
 
 
 def local_threshold(labels, probs) -> dict:
@@ -86,7 +158,7 @@ def shortcut(artifacts="artifacts", data_dir=None, side: int = 256) -> dict:
     artifacts = Path(artifacts)
     predictor = Predictor(artifacts)
     settings = Settings.from_json(artifacts / SETTINGS)
-    table = _rows(artifacts, [data_dir] if data_dir else None, False)
+    table, _ = _rows(artifacts, [data_dir] if data_dir else None, False)
     preds = read_csv(artifacts, PREDICTIONS)[["path", "root", "probability"]]
     table = (
         table.merge(preds, on=["path", "root"])

@@ -469,6 +469,8 @@ TRAVEL_NAMES = {
     artifacts.LOSO: "Leave-one-source-out",
     f"{artifacts.LOSO}: pooled": "Leave-one-source-out, every source pooled",
     f"{artifacts.LOSO}: twin absent": "Leave-one-source-out, twin absent",
+    artifacts.EXTERNAL: "This model on a source it never saw",
+    f"{artifacts.EXTERNAL}: pooled": "This model on sources it never saw, pooled",
 }
 
 
@@ -478,7 +480,9 @@ def travel_rows(metrics: dict | None) -> pd.DataFrame | None:
     rate a head trained on the two-class sources alone gets ("twin absent"). Rates as
     percentages; NOT_DEFINED where a metric is undefined (a one-class source has one rate)."""
     keep = {
-        k: v for k, v in (metrics or {}).items() if k.startswith("cv_source") or k == artifacts.LOSO
+        k: v
+        for k, v in (metrics or {}).items()
+        if k.startswith("cv_source") or k in (artifacts.LOSO, artifacts.EXTERNAL)
     }
     rows = evaluate.cv_rows(keep)
     if not rows:

@@ -1,0 +1,105 @@
+"""evaluate --all: figures per source; --save records the model on sources it never saw
+(metrics.json "external", shown with the travel rows) and refuses scans it was trained on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tumor_model import adapt, artifacts, evaluate
+from tumor_model.cli import main
+from tumor_model.dashboard import tables
+from tumor_model.predict import Predictor
+
+from conftest import make_site
+
+
+@pytest.fixture()
+def model_copy(tiny_artifacts, tmp_path):
+    """A copy of the tiny model that --save may write into."""
+    return shutil.copytree(tiny_artifacts, tmp_path / "model")
+
+
+@pytest.fixture()
+def unseen_sources(tmp_path):
+    """Two one-class sources none of whose scans the tiny model saw (other seeds and sizes)."""
+    tumours = make_site(tmp_path / "tumour-site", tumours=9, healthy=0, seed=21, size=(80, 80))
+    healthy = make_site(tmp_path / "healthy-site", tumours=0, healthy=7, seed=22, size=(60, 70))
+    return tumours, healthy
+
+
+def _evaluate(model, *dirs, save=True):
+    args = ["evaluate", "--artifacts", str(model), "--all", "--bootstrap", "20"]
+    for d in dirs:
+        args += ["--data-dir", str(d)]
+    return main(args + (["--save"] if save else []))
+
+
+def test_save_records_each_unseen_source(model_copy, unseen_sources, capsys):
+    tumours, healthy = unseen_sources
+    assert _evaluate(model_copy, tumours, healthy) == 0
+    printed = json.loads(capsys.readouterr().out)
+    block = artifacts.read_json(model_copy, artifacts.METRICS)[artifacts.EXTERNAL]
+    assert set(block["sources"]) == {"tumour-site", "healthy-site"}
+    assert block["pooled"]["n"] == 16 and block["data_dirs"] == [str(tumours), str(healthy)]
+    assert block["model_sha256"] == artifacts.read_card(model_copy)["model_sha256"]
+    for one in block["sources"].values():
+        assert one["trained_on"] == ["brain-tumor-dataset"]
+    # the saved rates are the model's own decisions on those files, at its threshold
+    predictor = Predictor(model_copy)
+    for root, key in ((tumours, "sensitivity"), (healthy, "specificity")):
+        files = sorted(root.rglob("*.png"))
+        said = [r["probability"] >= predictor.threshold for r in predictor.predict_files(files)]
+        rate = sum(said) / len(said) if key == "sensitivity" else 1 - sum(said) / len(said)
+        saved = block["sources"][root.name]["metrics"][key]["value"]
+        assert saved == pytest.approx(rate)
+        assert printed["summary"]["sources"][root.name][key] == pytest.approx(rate, abs=1e-4)
+        assert printed["summary"]["sources"][root.name]["images"] == len(files)
+    # the CLI's rows and the Overview's travel table show them beside the CVs
+    rows = [r for r in evaluate.cv_rows({artifacts.EXTERNAL: block})]
+    assert [(r["block"], r["held_out"]) for r in rows] == [
+        ("external: pooled", "every source"),
+        ("external", "tumour-site"),
+        ("external", "healthy-site"),
+    ]
+    assert rows[1]["specificity"] is None and rows[2]["sensitivity"] is None
+    shown = tables.travel_rows(artifacts.read_json(model_copy, artifacts.METRICS))
+    mine = shown[shown["evaluation"] == "This model on a source it never saw"]
+    assert list(mine["held out"]) == ["tumour-site", "healthy-site"]
+
+
+def test_save_refuses_scans_the_model_saw_and_writes_nothing(
+    model_copy, tiny_dataset, unseen_sources, capsys
+):
+    before = (model_copy / artifacts.METRICS).read_bytes()
+    root, _ = tiny_dataset
+    assert _evaluate(model_copy, unseen_sources[0], root) == 2
+    err = capsys.readouterr().err
+    assert "split.csv" in err and str(root) in err
+    assert main(["evaluate", "--artifacts", str(model_copy), "--save"]) == 2
+    assert "needs --all" in capsys.readouterr().err
+    assert main(["evaluate", "--artifacts", str(model_copy), "--all", "--save"]) == 2
+    assert "--all needs --data-dir" in capsys.readouterr().err
+    assert (model_copy / artifacts.METRICS).read_bytes() == before
+    # without --save the same folders are evaluated, per source, and nothing is written; the
+    # corrupt file is counted and named on stderr, so stdout stays one JSON document
+    assert _evaluate(model_copy, unseen_sources[0], root, save=False) == 0
+    out, err = capsys.readouterr()
+    printed = json.loads(out)
+    assert printed["summary"]["unreadable"] == 1 and "corrupt.jpg" in err
+    assert printed["errors"][0]["file"].endswith("corrupt.jpg")
+    assert set(printed["summary"]["sources"]) == {"tumour-site", "brain-tumor-dataset"}
+    assert (model_copy / artifacts.METRICS).read_bytes() == before
+
+
+def test_an_adapted_model_drops_the_figures_of_the_model_it_came_from(
+    model_copy, unseen_sources, tmp_path
+):
+    assert _evaluate(model_copy, *unseen_sources) == 0
+    site = make_site(tmp_path / "site", seed=23)
+    out = tmp_path / "adapted"
+    adapt.adapt(model_copy, [site], out, n_boot=20)
+    assert artifacts.EXTERNAL not in artifacts.read_json(out, artifacts.METRICS)
+    assert artifacts.EXTERNAL in artifacts.read_json(model_copy, artifacts.METRICS)
