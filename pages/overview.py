@@ -93,6 +93,8 @@ def travel_section(metrics: dict) -> None:
         "one-class source, so the source's look alone cannot give it its label. These CVs "
         "train heads on frozen features; the *This model* rows are the model itself (fine-tuned "
         "as shipped) on whole sources none of whose files it was trained, validated or tested on. "
+        "A pooled row over one-class sources mixes them: its ROC AUC also rewards telling one "
+        "source's look from the other's. "
         "`neuroscan cv --by source` / `--by loso` recompute the CV rows, `neuroscan evaluate "
         "--all --data-dir DIR --save` the others."
     )
