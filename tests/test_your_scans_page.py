@@ -9,11 +9,10 @@ import zipfile
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_adapt import _site
 
 from tumor_model import artifacts
 
-from conftest import REPO
+from conftest import REPO, make_site
 
 APP = REPO / "streamlit_app.py"
 
@@ -30,7 +29,7 @@ def page(tiny_artifacts, monkeypatch) -> AppTest:
 
 
 def test_a_folder_is_checked_adapted_and_can_be_used(page, tmp_path):
-    site = _site(tmp_path / "site")
+    site = make_site(tmp_path / "site")
     out = tmp_path / "adapted"
     page.text_input(key="site_folder").set_value(str(site)).run()
     page.text_input(key="site_out").set_value(str(out)).run()
@@ -53,7 +52,7 @@ def test_a_folder_is_checked_adapted_and_can_be_used(page, tmp_path):
 
 
 def test_one_class_folder_gets_a_clear_error_and_writes_nothing(page, tmp_path):
-    site = _site(tmp_path / "site", healthy=0)
+    site = make_site(tmp_path / "site", healthy=0)
     out = tmp_path / "adapted"
     page.text_input(key="site_folder").set_value(str(site)).run()
     page.text_input(key="site_out").set_value(str(out)).run()
@@ -64,7 +63,7 @@ def test_one_class_folder_gets_a_clear_error_and_writes_nothing(page, tmp_path):
 
 
 def test_a_zip_upload_is_read_in_memory(page, tmp_path):
-    site = _site(tmp_path / "site", seed=11)
+    site = make_site(tmp_path / "site", seed=11)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         for f in sorted(site.rglob("*.png")):
