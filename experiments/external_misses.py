@@ -44,9 +44,10 @@ def sensitivity(frame: pd.DataFrame, threshold: float, seed: int = 0) -> dict:
 
 
 def breakdown(boxes: pd.DataFrame, threshold: float) -> dict:
-    """Sensitivity overall, by tumour type and by size third (with each third's area range)."""
+    """Sensitivity overall, by tumour type (and within it by size third) and by size third
+    (with each third's area range)."""
     area = boxes.width * boxes.height
-    size = pd.qcut(area, len(SIZES), labels=SIZES)
+    size = pd.qcut(area.rank(method="first"), len(SIZES), labels=SIZES)  # ties: by row order
     out = {"all": sensitivity(boxes, threshold), "by_type": {}, "by_size": {}}
     for kind, part in boxes.groupby("tumour_type"):
         out["by_type"][kind] = sensitivity(part, threshold)
@@ -58,6 +59,11 @@ def breakdown(boxes: pd.DataFrame, threshold: float) -> dict:
         }
     for kind, part in boxes.groupby("tumour_type"):  # is a type's miss rate its lesions' size?
         out["by_type"][kind]["median_box_share"] = round(float(area[part.index].median()), 4)
+        out["by_type"][kind]["by_size"] = {
+            third: sensitivity(part[size[part.index] == third], threshold)
+            for third in SIZES
+            if (size[part.index] == third).sum()
+        }
     return out
 
 

@@ -66,6 +66,30 @@ def test_unseen_sizes_buckets_by_shorter_side():
     assert seen == {"size seen in train": 1, "size new to train": 3, "all": 4}
 
 
+def test_external_misses_counts_missed_tumours_by_type_and_size():
+    misses = _script("external_misses", "experiments")
+    # 12 boxes: 6 small pituitary (half missed), 6 large glioma (none missed)
+    boxes = pd.DataFrame(
+        {
+            "tumour_type": ["pituitary"] * 6 + ["glioma"] * 6,
+            "width": [0.05] * 3 + [0.06] * 3 + [0.3] * 6,
+            "height": [0.05] * 3 + [0.06] * 3 + [0.3] * 6,
+            "probability": [0.1, 0.2, 0.3, 0.9, 0.8, 0.7] + [0.6] * 6,
+        }
+    )
+    out = misses.breakdown(boxes, threshold=0.5)
+    assert out["all"]["slices"] == 12 and out["all"]["missed"] == 3
+    assert out["all"]["sensitivity"] == pytest.approx(0.75)
+    assert out["by_type"]["pituitary"]["sensitivity"] == pytest.approx(0.5)
+    assert out["by_type"]["glioma"]["missed"] == 0
+    small = out["by_size"]["small"]  # the 4 smallest boxes: 3 missed pituitary + 1 found
+    assert small["slices"] == 4 and small["missed"] == 3
+    assert small["box_share_of_image"] == [0.0025, 0.0036]
+    assert out["by_type"]["pituitary"]["by_size"]["small"]["missed"] == 3
+    assert set(out["by_type"]["glioma"]["by_size"]) == {"medium", "large"}
+    assert out["by_size"]["large"]["ci_low"] <= 1.0 == out["by_size"]["large"]["sensitivity"]
+
+
 def test_bench_finetune_times_every_part_of_an_epoch():
     bench = _script("bench_finetune")
     rows = bench.measure(images=8, layers=5, size=32)
