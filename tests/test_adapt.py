@@ -4,6 +4,7 @@ predict / evaluate / the dashboard use like artifacts/; bad local folders write 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -68,7 +69,10 @@ def test_retrained_head_learns_the_local_scans(tiny_artifacts):
 def test_adapt_writes_a_complete_folder_that_everything_reads(tiny_artifacts, tmp_path):
     site = make_site(tmp_path / "site")
     out = tmp_path / "adapted"
-    record = adapt.adapt(tiny_artifacts, [site], out, n_boot=20)
+    model = shutil.copytree(tiny_artifacts, tmp_path / "model")
+    external = {"pooled": {}, "sources": {}}  # figures of this model on other sources
+    artifacts.update_metrics(model, {artifacts.EXTERNAL: external})
+    record = adapt.adapt(model, [site], out, n_boot=20)
     assert record["local_scans"] == 24 and record["local_classes"] == {"healthy": 12, "tumor": 12}
     for step in ("before", "recalibrated", "retrained"):
         block = record[step]
@@ -85,6 +89,8 @@ def test_adapt_writes_a_complete_folder_that_everything_reads(tiny_artifacts, tm
     )
     assert set(card["adapted"]["figures"]) == {"before", "recalibrated", "retrained"}
     assert artifacts.read_json(out, artifacts.METRICS)[artifacts.ADAPTED]["local_scans"] == 24
+    # the unadapted model's figures on other sources are not the adapted one's
+    assert artifacts.EXTERNAL not in artifacts.read_json(out, artifacts.METRICS)
     predictor = Predictor(out)  # checks the new model's sha256 against the card
     assert predictor.threshold == pytest.approx(card["threshold"])
     result = predictor.predict_files([site / "yes" / "0.png"])[0]

@@ -1,5 +1,6 @@
 """evaluate --all: figures per source; --save records the model on sources it never saw
-(metrics.json "external", shown with the travel rows) and refuses scans it was trained on."""
+(metrics.json "external", shown with the travel rows) and refuses scans it was trained on.
+An adapted folder drops the block: test_adapt."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shutil
 
 import pytest
 
-from tumor_model import adapt, artifacts, evaluate
+from tumor_model import artifacts, evaluate
 from tumor_model.cli import main
 from tumor_model.dashboard import tables
 from tumor_model.predict import Predictor
@@ -92,14 +93,3 @@ def test_save_refuses_scans_the_model_saw_and_writes_nothing(
     assert printed["errors"][0]["file"].endswith("corrupt.jpg")
     assert set(printed["summary"]["sources"]) == {"tumour-site", "brain-tumor-dataset"}
     assert (model_copy / artifacts.METRICS).read_bytes() == before
-
-
-def test_an_adapted_model_drops_the_figures_of_the_model_it_came_from(
-    model_copy, unseen_sources, tmp_path
-):
-    assert _evaluate(model_copy, *unseen_sources) == 0
-    site = make_site(tmp_path / "site", seed=23)
-    out = tmp_path / "adapted"
-    adapt.adapt(model_copy, [site], out, n_boot=20)
-    assert artifacts.EXTERNAL not in artifacts.read_json(out, artifacts.METRICS)
-    assert artifacts.EXTERNAL in artifacts.read_json(model_copy, artifacts.METRICS)

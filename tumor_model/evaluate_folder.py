@@ -27,7 +27,7 @@ from .predict import Predictor
 
 
 def _rows(artifacts: Path, data_dirs, use_all: bool) -> tuple[pd.DataFrame, list[dict]]:
-    """(rows to evaluate, files that could not be read: {"error": why})."""
+    """(rows to evaluate, files that could not be read: data.scan's {path, root, error})."""
     if data_dirs and use_all:
         files = data.find_all(data_dirs)
         scanned = data.scan(files)
@@ -127,8 +127,8 @@ def external_block(artifacts: Path, result: dict, data_dirs) -> dict:
             src: block | {"trained_on": trained_on} for src, block in result["sources"].items()
         },
         "recipe": "the model itself (whole recipe as trained)",
-        "groups": "source: whole folders none of whose files the model trained, validated or "
-        "tested on",
+        "groups": "source: whole folders none of whose files (by sha256; near copies are not "
+        "checked) the model was trained, validated or tested on",
         "data_dirs": [str(d) for d in data_dirs],
         "model_sha256": read_json(artifacts, CARD).get("model_sha256"),
         "unreadable": result["summary"]["unreadable"],
