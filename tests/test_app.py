@@ -117,7 +117,8 @@ def test_shell_sidebar(app, art):
 def test_sidebar_dataset_from_env(app, tmp_path, monkeypatch):
     monkeypatch.setenv("NEUROSCAN_DATA_DIR", str(tmp_path))
     app.run()
-    assert app.sidebar.text_input(key="data_dir").value == str(tmp_path)
+    shown = app.sidebar.text_input(key="data_dir").value  # as given, or relative to the app
+    assert shown and (REPO / shown).resolve() == tmp_path.resolve()  # when it lies beside it
     assert app.session_state["data_root"] == str(tmp_path.resolve())
     assert not app.sidebar.info
 
