@@ -108,11 +108,18 @@ def test_release_memory_returns_freed_heap_to_the_os():
     assert len(pinned) == 200
 
 
-def test_as_typed_shows_folders_beside_the_app_relative(tmp_path):
+def test_as_typed_shows_folders_beside_the_app_relative(tmp_path, monkeypatch):
     beside = places.APP_DIR.parent / "shared"
     if beside.is_dir():
         assert places.as_typed(str(beside)) == "../shared"
         assert places.data_dir(places.as_typed(str(beside))) == beside  # as named, symlink or not
     assert places.as_typed(str(places.APP_DIR / "artifacts")) == "artifacts"
-    assert places.as_typed(str(tmp_path)) == str(tmp_path)  # far away: as given
+    # far away (two levels up or more): as given, wherever the checkout lies (an app folder of
+    # its own here, since a checkout in /tmp has pytest's folders beside it)
+    app, far = tmp_path / "deep" / "app", tmp_path / "far" / "away"
+    for folder in (app, far, tmp_path / "deep" / "shared"):
+        folder.mkdir(parents=True)
+    monkeypatch.setattr(places, "APP_DIR", app)
+    assert places.as_typed(str(far)) == str(far)
+    assert places.as_typed(str(tmp_path / "deep" / "shared")) == "../shared"
     assert places.as_typed("../typed") == "../typed" and places.as_typed(None) == ""
