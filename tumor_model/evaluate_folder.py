@@ -12,13 +12,11 @@ import pandas as pd
 
 from . import data, evaluate, split
 from .artifacts import (
-    CARD,
     EXTERNAL,
     PREDICTIONS,
     SETTINGS,
     SPLIT,
     read_csv,
-    read_json,
     update_metrics,
 )
 from .config import Settings
@@ -55,7 +53,7 @@ def run(
         raise ValueError("--all needs --data-dir")
     if save and not use_all:
         raise ValueError("--save records the model on folders it never saw: it needs --all")
-    predictor = Predictor(artifacts)
+    predictor = Predictor(artifacts)  # first: a broken model folder fails before the scan
     table, unread = _rows(artifacts, data_dirs, use_all)
     if save:
         never_seen(artifacts, table)
@@ -93,7 +91,8 @@ def run(
             src: {"images": block["n"]} | rates(block) for src, block in out["sources"].items()
         }
     if save:
-        update_metrics(artifacts, {EXTERNAL: external_block(artifacts, out, data_dirs)})
+        block = external_block(artifacts, out, data_dirs, predictor.card.get("model_sha256"))
+        update_metrics(artifacts, {EXTERNAL: block})
     return out
 
 
@@ -117,7 +116,7 @@ def never_seen(artifacts: Path, table: pd.DataFrame) -> None:
         )
 
 
-def external_block(artifacts: Path, result: dict, data_dirs) -> dict:
+def external_block(artifacts: Path, result: dict, data_dirs, model_sha256: str | None) -> dict:
     """metrics.json's EXTERNAL block: LOSO's layout ("pooled", "sources" with "trained_on")
     for the model itself, and what it was measured on."""
     trained_on = sorted(set(data.sources(read_csv(artifacts, SPLIT))))
@@ -130,7 +129,7 @@ def external_block(artifacts: Path, result: dict, data_dirs) -> dict:
         "groups": "source: whole folders none of whose files (by sha256; near copies are not "
         "checked) the model was trained, validated or tested on",
         "data_dirs": [str(d) for d in data_dirs],
-        "model_sha256": read_json(artifacts, CARD).get("model_sha256"),
+        "model_sha256": model_sha256,
         "unreadable": result["summary"]["unreadable"],
         "flagged_out_of_distribution": result["summary"]["flagged_out_of_distribution"],
         "date": dt.date.today().isoformat(),
