@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from tumor_model import crossval, pipeline, split
+from tumor_model.dashboard import tables
 
-from conftest import cli, tiny_settings
+from conftest import cli, make_site, tiny_settings
 
 
 def _sized_table(n=160, sizes=40, seed=0):
@@ -100,6 +101,26 @@ def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
     assert after["cv"] == before["cv"] and after["test"] == before["test"]
     bad = cli("cv", "--artifacts", str(out), "--by", "sizes")
     assert bad.returncode == 2 and "invalid choice: 'sizes'" in bad.stderr
+
+    # leave-one-source-out of the whole recipe, with two one-class sources beside the first
+    tumours = make_site(tmp_path / "site_t", tumours=12, healthy=0)
+    healthy = make_site(tmp_path / "site_h", tumours=0, healthy=12, seed=6)
+    roots = [a for r in (root, tumours, healthy) for a in ("--data-dir", str(r))]
+    proc = cli("cv", "--artifacts", str(out), "--by", "loso", "--fine-tune", "--save", *roots)
+    assert proc.returncode == 0, proc.stderr
+    # one training per held-out source, and one on the two-class source alone for both twins
+    assert proc.stderr.count("(chosen on validation)") == 4
+    printed = json.loads(proc.stdout)
+    assert set(printed) == {"loso_fine_tuned", "rows", "saved"}
+    saved = json.loads((out / "metrics.json").read_text())["loso_fine_tuned"]
+    assert saved["recipe"].endswith("fine-tuning of the top 5 layers")
+    blocks = saved["sources"]
+    assert list(blocks) == [root.name, "site_t", "site_h"]
+    assert blocks["site_t"]["twin_absent"]["trained_on"] == [root.name]
+    assert blocks["site_h"]["twin_absent"]["n"] == 12
+    assert saved["pooled"]["n"] == sum(b["files"] for b in blocks.values()) > 24
+    shown = tables.travel_rows(json.loads((out / "metrics.json").read_text()))
+    assert "Leave-one-source-out, fine-tuned, twin absent" in set(shown["evaluation"])
 
 
 def test_cv_reruns_with_this_machines_feature_cache(tiny_artifacts, tmp_path):

@@ -1,12 +1,14 @@
 """`neuroscan pack` (tumor_model.pack): a small dataset folder that reads like the original."""
 
+import io
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
-from tumor_model import data, features, pipeline, split
+from tumor_model import data, features, pack, pipeline, split
 from tumor_model.imageio import load_image, prepare
 
 from conftest import cli, tiny_settings
@@ -58,6 +60,34 @@ def test_packed_pixels_are_what_the_model_saw(packed):
     assert error.max() < 6.0, error.max()
     with pytest.raises(ValueError, match=r"holds crop-pad pixels at 32 px; this recipe needs pad"):
         features.load_pixels(packed_rows.head(2), 32, "pad")
+
+
+def test_a_webp_pack_reads_back_within_the_same_error_and_keeps_grey_one_channel(
+    packed, tiny_dataset, tmp_path
+):
+    root, _ = tiny_dataset
+    out = tmp_path / "webp"
+    args = ("--data-dir", str(root), "--out", str(out), "--size", "32", "--codec", "webp")
+    done = cli("pack", *args)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["codec"] == "webp"
+    rows = pd.read_csv(out / data.PACK_TABLE)
+    assert rows.path.str.endswith(".webp").all() and len(rows) == packed[1]["images"]
+    seen = features.load_pixels(rows.assign(root=str(out)), 32, "crop-pad")
+    first = np.stack([prepare(load_image(src), 32, "crop-pad") for src in rows.original])
+    error = np.abs(seen.astype(float) - first).mean(axis=(1, 2, 3))
+    assert error.max() < 6.0, error.max()  # the JPEG pack's bound above
+    grey = np.repeat(first[:1, ..., :1], 3, axis=-1)[0]  # one scan made grey
+    stored = Image.open(io.BytesIO(pack.encode(grey, 80, "jpeg")))
+    assert stored.mode == "L"  # one channel on disk
+    back = np.asarray(Image.open(io.BytesIO(pack.encode(grey, 80, "webp"))).convert("RGB"), int)
+    assert np.abs(back - back[..., :1]).max() <= 1  # WebP has no grey mode; its grey stays grey
+    assert np.abs(back - grey).mean() < 6.0
+    colour = first[0].copy()
+    colour[..., 0] = 255 - colour[..., 0]
+    assert Image.open(io.BytesIO(pack.encode(colour, 80, "webp"))).mode == "RGB"
+    with pytest.raises(ValueError, match=r"codec must be one of \('jpeg', 'webp'\), got 'png'"):
+        pack.encode(colour, 80, "png")
 
 
 def test_training_from_a_pack_keeps_the_data_fingerprint(packed, tiny_artifacts, tmp_path):

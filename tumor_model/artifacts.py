@@ -27,7 +27,17 @@ SPLIT, SUMMARY, GUARD = "split.csv", "dataset_summary.json", "ood.npz"
 SAMPLES, SAMPLES_CSV = "samples", "samples/samples.csv"
 ANCHOR = "anchor.npz"  # pool-layer features of training rows: what `adapt` retrains the head on
 FILES = (
-    MODEL, CARD, SETTINGS, HISTORY, METRICS, PREDICTIONS, SPLIT, SUMMARY, GUARD, ANCHOR, SAMPLES
+    MODEL,
+    CARD,
+    SETTINGS,
+    HISTORY,
+    METRICS,
+    PREDICTIONS,
+    SPLIT,
+    SUMMARY,
+    GUARD,
+    ANCHOR,
+    SAMPLES,
 )
 # Optional, written by `neuroscan localise --save`: the explanation method and layer chosen on
 # tumour boxes, with its localisation figures (read by the CLI and the Predict page).
@@ -75,9 +85,11 @@ class ArtifactError(RuntimeError):
 TEST, TEST_GROUPS, VAL, VAL_GROUPS = "test", "test_groups", "val", "val_groups"
 RANDOM_SPLIT, SHORTCUT, PROTOCOL = "random_split", "shortcut", "protocol"
 LOSO, ADAPTED = "loso", "adapted"  # leave-one-source-out CV; what `adapt` changed
+LOSO_FINE_TUNED = "loso_fine_tuned"  # the same CV of the whole recipe (`--by loso --fine-tune`)
 # `evaluate --all --save`: the model itself on whole sources none of whose files it was trained,
 # validated or tested on (same layout as LOSO: "pooled" and "sources")
 EXTERNAL = "external"
+SOURCE_BLOCKS = (LOSO, LOSO_FINE_TUNED, EXTERNAL)  # the blocks laid out as "pooled" + "sources"
 TEST_SOURCES = "test_sources"  # the test split per source
 CV_GROUPS = {
     "duplicate": "duplicate groups kept whole",
@@ -86,10 +98,12 @@ CV_GROUPS = {
 
 
 def cv_key(by: str, full: bool = False) -> str:
-    """metrics.json key of a CV: "cv", "cv_source", "cv_fine_tuned", "cv_source_fine_tuned"."""
-    if by not in CV_GROUPS:
-        raise ValueError(f"CV groups must be one of {tuple(CV_GROUPS)}, got {by!r}")
-    return {"duplicate": "cv", "source": "cv_source"}[by] + ("_fine_tuned" if full else "")
+    """metrics.json key of a CV: "cv", "cv_source", "loso", each with "_fine_tuned" for the
+    whole recipe."""
+    keys = {"duplicate": "cv", "source": "cv_source", LOSO: LOSO}
+    if by not in keys:
+        raise ValueError(f"CV groups must be one of {tuple(keys)}, got {by!r}")
+    return keys[by] + ("_fine_tuned" if full else "")
 
 
 # Every evaluation block a metrics.json may hold -> (short label, long label), in display order.

@@ -109,12 +109,12 @@ def cmd_cv(args) -> int:
             by=tuple(args.by or CV_GROUPS),
             cache_dir=args.cache_dir,
         )
-    from .artifacts import LOSO
+    from .artifacts import SOURCE_BLOCKS
     from .evaluate import cv_rows
 
     summary = {}  # one headline per CV block; "rows" has every block and held-out source
     for name, block in result.items():
-        pooled = block["pooled"] if name == LOSO else block
+        pooled = block["pooled"] if name in SOURCE_BLOCKS else block
         summary[name] = {
             **{k: block[k] for k in ("groups", "recipe", "folds") if k in block},
             **{
@@ -266,6 +266,7 @@ def cmd_pack(args) -> int:
             args.quality,
             args.dup_thumb,
             args.weights,
+            args.codec,
         )
     print(json.dumps({k: v for k, v in info.items() if k != "unreadable"}, indent=2))
     return 0
@@ -348,7 +349,13 @@ def _data_commands(sub) -> None:
     p.add_argument("--out", required=True, help="a new folder")
     p.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
     p.add_argument("--geometry", choices=GEOMETRIES, default=Settings.geometry)
-    p.add_argument("--quality", type=int, default=80, help="JPEG quality 1-95 (default 80)")
+    p.add_argument("--quality", type=int, default=80, help="quality 1-95 (default 80)")
+    p.add_argument(
+        "--codec",
+        choices=("jpeg", "webp"),
+        default="jpeg",
+        help="image codec (default jpeg); webp stores about a third less at the same error",
+    )
     p.add_argument("--dup-thumb", type=int, default=Settings.dup_thumb)
     p.add_argument("--weights", default=None, help="a backbone weights file to take along")
     p.set_defaults(func=cmd_pack)
@@ -408,14 +415,15 @@ def _training_commands(sub) -> None:
         choices=("duplicate", "source", "loso"),
         help="fold grouping, repeatable (default: duplicate and source). 'source': the "
         "cross-source CV (image sizes kept whole) and, with several sources (--data-dir "
-        "repeated), leave-one-source-out; 'loso': leave-one-source-out alone",
+        "repeated), leave-one-source-out of the frozen stage; 'loso': leave-one-source-out "
+        "alone (of the whole recipe with --fine-tune: a training run per source)",
     )
     p.add_argument(
         "--fine-tune",
         action="store_true",
         help="CV of the whole recipe, fine-tuning included: a training run per fold (about "
         "20 min per fold on 2 CPU cores for the shipped recipe); stored as cv_fine_tuned / "
-        "cv_source_fine_tuned",
+        "cv_source_fine_tuned / loso_fine_tuned",
     )
     _cache_dir_arg(p)
     p.add_argument(

@@ -97,11 +97,7 @@ def cross_validate(x, table, settings, folds: int, by: str = "duplicate", full=F
         fold_accuracy=fold_acc,
         fold_size=np.bincount(fold_of, minlength=folds).tolist(),
         groups=f"{by}: {CV_GROUPS[by]}",
-        recipe=(
-            f"full recipe: head + fine-tuning of the top {settings.fine_tune_layers} layers"
-            if full
-            else "frozen features + head"
-        ),
+        recipe=_recipe(settings, full),
         backend=keras.backend.backend(),
     )
     return result
@@ -125,68 +121,85 @@ def per_source(table, probs, thresholds, settings, min_sources: int = 2) -> dict
     }
 
 
-def _held_out_fold(x, table, settings, train_rows, test_rows) -> tuple[np.ndarray, float]:
-    """Frozen head on `train_rows` (validation: the first of INNER_FOLDS grouped folds of them),
-    calibrated test probabilities of `test_rows` and the threshold."""
+def _held_out_fold(x, table, settings, train_rows, test_rows, full=False):
+    """A recipe trained on `train_rows` (validation: the first of INNER_FOLDS grouped folds of
+    them): the frozen stage, or with full=True the whole recipe. (Calibrated test probabilities
+    of `test_rows`, threshold.)"""
     y, groups = table.label.to_numpy(), table.group.to_numpy()
     rest = np.flatnonzero(train_rows)
     inner = split.grouped_folds(y[rest], groups[rest], INNER_FOLDS, settings.seed)[0]
-    return _frozen_fold(
-        x, table, rest[inner[0]], rest[inner[1]], np.flatnonzero(test_rows), settings
-    )
+    if full:
+        keras.utils.set_random_seed(settings.seed)
+    one_fold = _full_fold if full else _frozen_fold
+    return one_fold(x, table, rest[inner[0]], rest[inner[1]], np.flatnonzero(test_rows), settings)
 
 
-def leave_source_out(x, table, settings) -> dict:
-    """Leave-one-source-out CV of the frozen stage: for each source, a head trained on the
-    others and tested on it. A held-out one-class source is also tested with a head trained on
-    the two-class sources alone ("twin_absent"): if the other one-class source (its twin of the
-    opposite label) is what made its rate, the two rates differ. "pooled" joins every held-out
-    prediction (each at its own threshold)."""
+def leave_source_out(x, table, settings, full=False) -> dict:
+    """Leave-one-source-out CV of the frozen stage (or with full=True of the whole recipe): for
+    each source, a recipe trained on the others and tested on it. A held-out one-class source is
+    also tested with a recipe trained on the two-class sources alone ("twin_absent"): if the
+    other one-class source (its twin of the opposite label) is what made its rate, the two rates
+    differ. That recipe is trained once and tests every such source. "pooled" joins every
+    held-out prediction (each at its own threshold)."""
     src, y = data.sources(table).to_numpy(), table.label.to_numpy()
     names = list(dict.fromkeys(src))
     if len(names) < 2:
         raise ValueError(f"leave-one-source-out CV needs at least two sources, got {names!r}")
     two_class = [n for n in names if len(set(y[src == n])) == 2]
+    one_class = [n for n in names if n not in two_class]
     probs, thresholds, tested = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), bool)
+    boot = settings.bootstrap, settings.seed
+    alone = None  # twin absent: (probabilities, with every one-class source's rows, threshold)
     out = {}
     for name in names:
         held, rest = src == name, src != name
         if len(set(y[rest])) < 2:
             log(f"leave-one-source-out: {name} skipped, the other sources hold one class")
             continue
-        probs[held], thr = _held_out_fold(x, table, settings, rest, held)
+        probs[held], thr = _held_out_fold(x, table, settings, rest, held, full)
         thresholds[held], tested[held] = thr, True
-        block = evaluate.report(y[held], probs[held], thr, settings.bootstrap, settings.seed)
+        block = evaluate.report(y[held], probs[held], thr, *boot)
         block.update(
             files=int(held.sum()),
             classes=sorted(int(c) for c in set(y[held])),
             trained_on=[n for n in names if n != name],
         )
-        twins = [n for n in two_class if n != name]
-        if len(set(y[held])) == 1 and twins and set(twins) != set(block["trained_on"]):
-            only = np.isin(src, twins)
-            p_alone, t_alone = _held_out_fold(x, table, settings, only, held)
-            alone = evaluate.report(y[held], p_alone, t_alone, settings.bootstrap, settings.seed)
-            block["twin_absent"] = {**alone, "trained_on": twins}
+        if name in one_class and two_class and set(two_class) != set(block["trained_on"]):
+            if alone is None:
+                ones, p_alone = np.isin(src, one_class), np.zeros(len(y))
+                p_alone[ones], t_alone = _held_out_fold(
+                    x, table, settings, np.isin(src, two_class), ones, full
+                )
+                alone = p_alone, t_alone
+            p_alone, t_alone = alone
+            twin = evaluate.report(y[held], p_alone[held], t_alone, *boot)
+            block["twin_absent"] = {**twin, "trained_on": two_class}
+            rate = twin["metrics"]["accuracy"]["value"]
+            log(f"leave-one-source-out: {name}, trained on {two_class} alone: {rate:.4f}")
         out[name] = block
         rate = block["metrics"]["balanced_accuracy" if len(block["classes"]) == 2 else "accuracy"]
         log(f"leave-one-source-out: {name} ({block['files']} files): {rate['value']:.4f}")
-    pooled = evaluate.report(
-        y[tested], probs[tested], thresholds[tested], settings.bootstrap, settings.seed
-    )
+    pooled = evaluate.report(y[tested], probs[tested], thresholds[tested], *boot)
     return {
         "sources": out,
         "pooled": pooled,
-        "recipe": "frozen features + head",
+        "recipe": _recipe(settings, full),
         "groups": "source: each source held out in turn",
         "backend": keras.backend.backend(),
     }
 
 
+def _recipe(settings, full) -> str:
+    if full:
+        return f"full recipe: head + fine-tuning of the top {settings.fine_tune_layers} layers"
+    return "frozen features + head"
+
+
 def cv_metrics(x, table, settings, folds: int, full: bool = False, by=tuple(CV_GROUPS)) -> dict:
     """{cv_key(by): CV} for each grouping in `by`, and with "source" and several sources the
-    leave-one-source-out CV ("loso", frozen stage). Cross-source CV is left out (and logged)
-    when the data has too few distinct image sizes."""
+    leave-one-source-out CV of the frozen stage ("loso"; the whole recipe's costs a training run
+    per source and runs only when asked for, `cv_artifacts(by=("loso",), full=True)`).
+    Cross-source CV is left out (and logged) when the data has too few distinct image sizes."""
     out = {}
     for one in by:
         if one == "source" and not enough_groups(split.fold_groups(table, "source"), folds):
@@ -237,8 +250,6 @@ def cv_artifacts(
     unknown = [one for one in by if one not in choices]
     if unknown or not by:
         raise ValueError(f"CV groupings must be among {choices}, got {list(by)!r}")
-    if LOSO in by and full:
-        raise ValueError("leave-one-source-out CV runs on the frozen stage only (no --fine-tune)")
     settings = recorded_settings(folder, cache_dir)
     if data_dirs:
         settings = dataclasses.replace(settings, data_dirs=tuple(data_dirs))
@@ -247,10 +258,11 @@ def cv_artifacts(
     table, x = recipe_features(settings)
     groupings = tuple(one for one in by if one != LOSO)
     result = cv_metrics(x, table, settings, folds, full, groupings) if groupings else {}
-    if LOSO in by and LOSO not in result:
-        result[LOSO] = leave_source_out(x, table, settings)
+    loso = cv_key(LOSO, full)
+    if LOSO in by and loso not in result:
+        result[loso] = leave_source_out(x, table, settings, full)
     if save:  # a skipped cross-source CV must not leave an old one
         drop = [cv_key(one, full) for one in groupings]
-        drop += [LOSO] if LOSO in result or LOSO in by else []
+        drop += [loso] if loso in result else []
         update_metrics(folder, result, drop=drop)
     return result

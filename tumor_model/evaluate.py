@@ -7,7 +7,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from sklearn import metrics as skm
 
-from .artifacts import EXTERNAL, LOSO
+from .artifacts import SOURCE_BLOCKS
 
 POINT_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1")
 SCORE_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
@@ -245,9 +245,9 @@ def cv_rows(result: dict) -> list[dict]:
 
     out = []
     for key, block in result.items():
-        if not isinstance(block, dict) or "metrics" not in block and key not in (LOSO, EXTERNAL):
+        if not isinstance(block, dict) or "metrics" not in block and key not in SOURCE_BLOCKS:
             continue
-        if key in (LOSO, EXTERNAL):
+        if key in SOURCE_BLOCKS:
             out.append(row(f"{key}: pooled", block["pooled"], held_out="every source"))
             for src, one in block["sources"].items():
                 out.append(row(key, one, held_out=src, trained_on=", ".join(one["trained_on"])))
@@ -255,7 +255,7 @@ def cv_rows(result: dict) -> list[dict]:
                     twin = one["twin_absent"]
                     out.append(
                         row(
-                            f"{LOSO}: twin absent",
+                            f"{key}: twin absent",
                             twin,
                             held_out=src,
                             trained_on=", ".join(twin["trained_on"]),

@@ -7,8 +7,13 @@ duplicate thumbnail). Any command that takes `--data-dir` reads a pack as it rea
 root: the same duplicate groups, splits, folds (image sizes are the originals') and data
 fingerprint. Training takes the packed pixels as they are (`features.load_pixels`; preparing
 them again would crop a cropped image a second time), so they differ from the originals' by the
-JPEG's error only, and a recipe of another input size or geometry is refused. With `--weights`
+codec's error only, and a recipe of another input size or geometry is refused. With `--weights`
 the backbone's weights file travels inside the pack too.
+
+Grey images (three equal channels, nearly every MRI) are stored as JPEG with one channel; reading
+them back gives three equal channels again (WebP has no grey mode: its decoded channels differ by
+at most a grey level). `--codec webp` stores about a third less than JPEG at
+the same grey-level error (measured in docs/distributed.md), for data that must fit one upload.
 """
 
 from __future__ import annotations
@@ -28,11 +33,18 @@ from .imageio import load_image, prepare
 from .progress import log
 
 UPLOAD_LIMIT_MIB = 64  # the lent GPU machine's limit per call
+CODECS = {"jpeg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp")}  # --codec: (PIL format, suffix)
 
 
-def encode(pixels: np.ndarray, quality: int) -> bytes:
+def encode(pixels: np.ndarray, quality: int, codec: str = "jpeg") -> bytes:
+    """`pixels` (h, w, 3 uint8) compressed; one channel when the three are equal (grey)."""
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {tuple(CODECS)}, got {codec!r}")
+    grey = bool((pixels[..., :1] == pixels).all())
+    image = Image.fromarray(pixels[..., 0] if grey else pixels)
+    options = {"subsampling": 0} if codec == "jpeg" else {"method": 6}
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="JPEG", quality=quality, subsampling=0)
+    image.save(buf, format=CODECS[codec][0], quality=quality, **options)
     return buf.getvalue()
 
 
@@ -44,6 +56,7 @@ def pack(
     quality: int = 80,
     dup_thumb: int = 32,
     weights: str | None = None,
+    codec: str = "jpeg",
 ) -> dict:
     """Write the pack of `data_dirs` to the new folder `out` (atomically); returns pack.json."""
     out = Path(out)
@@ -51,14 +64,16 @@ def pack(
         raise ValueError(f"{str(out)!r} exists: give a new folder for the pack")
     if geometry not in GEOMETRIES:
         raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {tuple(CODECS)}, got {codec!r}")
     if not 1 <= quality <= 95:
-        raise ValueError(f"JPEG quality must be in 1-95, got {quality!r}")
+        raise ValueError(f"{CODECS[codec][0]} quality must be in 1-95, got {quality!r}")
     if weights is not None and not Path(weights).is_file():
         raise ValueError(f"weights file {weights!r} does not exist")
     scanned = data.scan(data.find_all(data_dirs), dup_thumb)
     tmp = artifacts.temp_dir(out)
     try:
-        rows = _write_images(scanned.images, tmp, size, geometry, quality)
+        rows = _write_images(scanned.images, tmp, size, geometry, quality, codec)
         pd.DataFrame(rows).to_csv(tmp / data.PACK_TABLE, index=False)
         thumbs = np.round(scanned.thumbs * 255).astype(np.uint8)
         np.savez_compressed(tmp / data.PACK_THUMBS, thumbs=thumbs)
@@ -70,6 +85,7 @@ def pack(
             "unreadable": scanned.unreadable,
             "size": size,
             "geometry": geometry,
+            "codec": codec,
             "quality": quality,
             "dup_thumb": dup_thumb,
             "weights": Path(weights).name if weights else None,
@@ -86,14 +102,14 @@ def pack(
     return info
 
 
-def _write_images(images: pd.DataFrame, folder: Path, size, geometry, quality) -> list[dict]:
+def _write_images(images: pd.DataFrame, folder: Path, size, geometry, quality, codec):
     for name in CLASS_NAMES:
         (folder / name).mkdir()
     rows = []
     for i, row in enumerate(images.itertuples(index=False)):
         pixels = prepare(load_image(Path(row.root) / row.path), size, geometry)
-        path = f"{CLASS_NAMES[row.label]}/{i:05d}.jpg"
-        blob = encode(pixels, quality)
+        path = f"{CLASS_NAMES[row.label]}/{i:05d}{CODECS[codec][1]}"
+        blob = encode(pixels, quality, codec)
         (folder / path).write_bytes(blob)
         rows.append(
             {

@@ -469,6 +469,9 @@ TRAVEL_NAMES = {
     artifacts.LOSO: "Leave-one-source-out",
     f"{artifacts.LOSO}: pooled": "Leave-one-source-out, every source pooled",
     f"{artifacts.LOSO}: twin absent": "Leave-one-source-out, twin absent",
+    artifacts.LOSO_FINE_TUNED: "Leave-one-source-out, fine-tuned",
+    f"{artifacts.LOSO_FINE_TUNED}: pooled": "Leave-one-source-out, fine-tuned, every source pooled",
+    f"{artifacts.LOSO_FINE_TUNED}: twin absent": "Leave-one-source-out, fine-tuned, twin absent",
     artifacts.EXTERNAL: "This model on a source it never saw",
     f"{artifacts.EXTERNAL}: pooled": "This model on sources it never saw, pooled",
 }
@@ -482,7 +485,7 @@ def travel_rows(metrics: dict | None) -> pd.DataFrame | None:
     keep = {
         k: v
         for k, v in (metrics or {}).items()
-        if k.startswith("cv_source") or k in (artifacts.LOSO, artifacts.EXTERNAL)
+        if k.startswith("cv_source") or k in artifacts.SOURCE_BLOCKS
     }
     rows = evaluate.cv_rows(keep)
     if not rows:
