@@ -61,6 +61,39 @@ def test_resample_is_a_shrink_and_enlarge_of_each_image():
     assert layer.bands(32).shape[1] < 32 // 2  # a band, not a full matrix
 
 
+def _keras_transform(flip, angle, zoom, side):
+    """ops.image.affine_transform's 8 numbers for what `augment.warp` does to one image."""
+    c, s = (side - 1) / 2, -1.0 if flip else 1.0
+    a0, a1 = s * zoom * np.cos(angle), s * zoom * np.sin(angle)
+    b0, b1 = -zoom * np.sin(angle), zoom * np.cos(angle)
+    return np.array([[a0, a1, c - (a0 + a1) * c, b0, b1, c - (b0 + b1) * c, 0, 0]], "float32")
+
+
+def test_flip_rotate_zoom_resamples_as_keras_affine_transform():
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0, 255, (4, 40, 40, 3)).astype("float32")
+    flip, angle = np.array([0, 1, 0, 1], bool), rng.uniform(-0.19, 0.19, 4).astype("float32")
+    zoom = np.array([0.9, 1.0, 1.1, 0.95], "float32")
+    got = keras.ops.convert_to_numpy(augment.warp(x, flip, angle, zoom))
+    for k in range(4):
+        t = _keras_transform(flip[k], angle[k], zoom[k], 40)
+        ref = keras.ops.image.affine_transform(x[k : k + 1], t, fill_mode="constant")
+        np.testing.assert_allclose(got[k], keras.ops.convert_to_numpy(ref)[0], atol=0.02)
+    plain = augment.warp(x, np.zeros(4, bool), np.zeros(4, "float32"), np.ones(4, "float32"))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain), x, atol=1e-3)
+    mirrored = augment.warp(x, np.ones(4, bool), np.zeros(4, "float32"), np.ones(4, "float32"))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(mirrored), x[:, :, ::-1], atol=1e-3)
+
+
+def test_flip_rotate_zoom_draws_per_image_and_refuses_bad_ranges():
+    x = np.repeat(_checker(n=1, side=24) * np.linspace(0, 1, 24)[None, None, :, None], 16, axis=0)
+    out = keras.ops.convert_to_numpy(augment.FlipRotateZoom(seed=7)(x, training=True))
+    assert out.shape == x.shape and out.min() >= -1e-3 and out.max() <= 255 + 1e-3
+    assert len(np.unique(out.sum(axis=(1, 2, 3)).round(1))) > 8  # a transform per image
+    with pytest.raises(ValueError, match="zoom in \\[0, 1\\), got 0.03, 1.5"):
+        augment.FlipRotateZoom(zoom=1.5)
+
+
 def test_gamma_noise_changes_each_image_within_range():
     x = np.full((16, 8, 8, 3), 128.0, "float32")
     out = keras.ops.convert_to_numpy(augment.GammaNoise(seed=3)(x, training=True))
@@ -73,7 +106,10 @@ def test_gamma_noise_changes_each_image_within_range():
         augment.GammaNoise(log_gamma=-1)
 
 
-@pytest.mark.parametrize("layer", [augment.GammaNoise(seed=0), augment.Resample(0.5, seed=0)])
+@pytest.mark.parametrize(
+    "layer",
+    [augment.GammaNoise(seed=0), augment.Resample(0.5, seed=0), augment.FlipRotateZoom(seed=0)],
+)
 def test_augmentation_is_the_identity_at_inference(layer):
     x = _checker(n=2)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
@@ -89,7 +125,10 @@ def test_training_model_shares_the_weights_and_serialises_its_layers(tmp_path):
     assert augment.training_model(model, Settings(augment=False)) is model
     trainer.save(tmp_path / "t.keras")  # the custom layers round-trip
     again = keras.saving.load_model(tmp_path / "t.keras")
-    assert [type(lr).__name__ for lr in again.get_layer("augment").layers][-2:] == [
+    assert [type(lr).__name__ for lr in again.get_layer("augment").layers] == [
+        "FlipRotateZoom",
+        "RandomContrast",
+        "RandomBrightness",
         "Resample",
         "GammaNoise",
     ]

@@ -15,6 +15,80 @@ from .config import AUGMENTATIONS, Settings
 
 
 @keras.saving.register_keras_serializable(package="tumor_model")
+class FlipRotateZoom(layers.Layer):
+    """A horizontal flip (probability 0.5), a rotation (uniform within +-`rotation` of a turn)
+    and a zoom (uniform in 1 +- `zoom`; above 1 shows more of the image) drawn per image, applied
+    as one bilinear resampling about the image centre, 0 outside.
+
+    These are the distributions of Keras's RandomFlip("horizontal"), RandomRotation(rotation)
+    and RandomZoom((-zoom, zoom)) with constant fill, which this layer replaced: those resample
+    twice, and under JAX Keras's affine transform interpolates in three dimensions (channels
+    too), which made them 30 times slower on the CPU than this layer (docs/experiments.md,
+    plan O). The resampling is Keras's `ops.image.affine_transform` to 0.01 grey levels.
+    """
+
+    def __init__(self, rotation: float = 0.03, zoom: float = 0.1, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rotation <= 0.5 or not 0.0 <= zoom < 1.0:
+            raise ValueError(
+                f"rotation must be in [0, 0.5] turns and zoom in [0, 1), got {rotation!r}, {zoom!r}"
+            )
+        self.rotation, self.zoom, self.seed = float(rotation), float(zoom), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        n, turn = ops.shape(x)[0], 2.0 * np.pi * self.rotation
+        flip = keras.random.uniform((n,), seed=self.seed_generator) < 0.5
+        angle = keras.random.uniform((n,), -turn, turn, seed=self.seed_generator)
+        zoom = keras.random.uniform(
+            (n,), 1.0 - self.zoom, 1.0 + self.zoom, seed=self.seed_generator
+        )
+        return warp(x, flip, angle, zoom)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "rotation": self.rotation,
+            "zoom": self.zoom,
+            "seed": self.seed,
+        }
+
+
+def warp(x, flip, angle, zoom):
+    """Images `x` (n, h, w, c) resampled: output pixel q (from the centre) takes the input at
+    F R(angle) zoom q (F: the horizontal mirror where `flip`), bilinear, 0 outside. `flip`,
+    `angle` (radians) and `zoom` hold one value per image."""
+    n, h, w, c = ops.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
+    ci, cj = (h - 1) / 2.0, (w - 1) / 2.0
+    rows = ops.cast(ops.reshape(ops.arange(h), (1, h, 1)), x.dtype) - ci
+    cols = ops.cast(ops.reshape(ops.arange(w), (1, 1, w)), x.dtype) - cj
+
+    def per_image(v):
+        return ops.reshape(ops.cast(v, x.dtype), (-1, 1, 1))
+
+    cos, sin = per_image(zoom * ops.cos(angle)), per_image(zoom * ops.sin(angle))
+    sy = cos * rows - sin * cols + ci
+    sx = ops.where(per_image(flip) > 0.5, -1.0, 1.0) * (sin * rows + cos * cols) + cj
+    y0, x0 = ops.floor(sy), ops.floor(sx)
+    wy, wx = sy - y0, sx - x0
+    y0, x0 = ops.cast(y0, "int32"), ops.cast(x0, "int32")
+    flat = ops.reshape(x, (-1, c))
+    first = ops.reshape(ops.arange(n, dtype="int32") * (h * w), (-1, 1, 1))
+    out = 0.0
+    corners = ((0, 0, (1 - wy) * (1 - wx)), (0, 1, (1 - wy) * wx))
+    corners += ((1, 0, wy * (1 - wx)), (1, 1, wy * wx))
+    for dy, dx, weight in corners:  # four gathers, one per neighbour
+        yy, xx = y0 + dy, x0 + dx
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        index = first + ops.clip(yy, 0, h - 1) * w + ops.clip(xx, 0, w - 1)
+        values = ops.reshape(ops.take(flat, ops.reshape(index, (-1,)), axis=0), ops.shape(x))
+        out = out + values * ops.expand_dims(ops.where(inside, weight, 0.0), -1)
+    return out
+
+
+@keras.saving.register_keras_serializable(package="tumor_model")
 class GammaNoise(layers.Layer):
     """A random gamma per image in [exp(-log_gamma), exp(log_gamma)] (0.7-1.4 by default), then
     Gaussian noise of `noise` grey levels, clipped to 0-255."""
@@ -133,9 +207,7 @@ def augmenter(settings: Settings) -> keras.Sequential:
     names the steps for the dashboard; resample is added when settings.resample > 0)."""
     seed = settings.seed
     steps = [
-        layers.RandomFlip("horizontal", seed=seed),
-        layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
-        layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed),
+        FlipRotateZoom(rotation=0.03, zoom=0.1, seed=seed, name="flip_rotate_zoom"),
         layers.RandomContrast(0.3, value_range=(0, 255), seed=seed),
         layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
     ]
@@ -150,7 +222,8 @@ def step_names(augment: keras.Sequential) -> tuple[str, ...]:
     names = []
     for layer in augment.layers:
         name = type(layer).__name__.removeprefix("Random").lower()
-        names.extend(("gamma", "noise") if name == "gammanoise" else (name,))
+        split = {"gammanoise": ("gamma", "noise"), "fliprotatezoom": ("flip", "rotation", "zoom")}
+        names.extend(split.get(name, (name,)))
     return tuple(names)
 
 
@@ -164,4 +237,13 @@ def training_model(model: keras.Model, settings: Settings) -> keras.Model:
     return keras.Model(inputs, model(augmenter(settings)(inputs)), name="neuroscan_training")
 
 
-__all__ = ["AUGMENTATIONS", "GammaNoise", "Resample", "augmenter", "step_names", "training_model"]
+__all__ = [
+    "AUGMENTATIONS",
+    "FlipRotateZoom",
+    "GammaNoise",
+    "Resample",
+    "augmenter",
+    "step_names",
+    "training_model",
+    "warp",
+]
