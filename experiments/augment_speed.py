@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
@@ -125,10 +124,7 @@ def main(argv=None):
     mine = ops.convert_to_numpy(augment.warp(x[:4], flip, angle, zoom))
     gaps = []
     for k in range(4):
-        c, s = (args.size - 1) / 2, -1.0 if flip[k] else 1.0
-        a0, a1 = s * zoom[k] * math.cos(angle[k]), s * zoom[k] * math.sin(angle[k])
-        b0, b1 = -zoom[k] * math.sin(angle[k]), zoom[k] * math.cos(angle[k])
-        t = np.array([[a0, a1, c - (a0 + a1) * c, b0, b1, c - (b0 + b1) * c, 0, 0]], "float32")
+        t = augment.affine_transform_of(flip[k], angle[k], zoom[k], args.size)
         ref = ops.image.affine_transform(x[k : k + 1], t, fill_mode="constant")
         gaps.append(float(np.abs(ops.convert_to_numpy(ref)[0] - mine[k]).max()))
     out["warp_vs_keras_max_grey_levels"] = round(max(gaps), 4)

@@ -61,14 +61,6 @@ def test_resample_is_a_shrink_and_enlarge_of_each_image():
     assert layer.bands(32).shape[1] < 32 // 2  # a band, not a full matrix
 
 
-def _keras_transform(flip, angle, zoom, side):
-    """ops.image.affine_transform's 8 numbers for what `augment.warp` does to one image."""
-    c, s = (side - 1) / 2, -1.0 if flip else 1.0
-    a0, a1 = s * zoom * np.cos(angle), s * zoom * np.sin(angle)
-    b0, b1 = -zoom * np.sin(angle), zoom * np.cos(angle)
-    return np.array([[a0, a1, c - (a0 + a1) * c, b0, b1, c - (b0 + b1) * c, 0, 0]], "float32")
-
-
 def test_flip_rotate_zoom_resamples_as_keras_affine_transform():
     rng = np.random.default_rng(6)
     x = rng.uniform(0, 255, (4, 40, 40, 3)).astype("float32")
@@ -76,7 +68,7 @@ def test_flip_rotate_zoom_resamples_as_keras_affine_transform():
     zoom = np.array([0.9, 1.0, 1.1, 0.95], "float32")
     got = keras.ops.convert_to_numpy(augment.warp(x, flip, angle, zoom))
     for k in range(4):
-        t = _keras_transform(flip[k], angle[k], zoom[k], 40)
+        t = augment.affine_transform_of(flip[k], angle[k], zoom[k], 40)
         ref = keras.ops.image.affine_transform(x[k : k + 1], t, fill_mode="constant")
         np.testing.assert_allclose(got[k], keras.ops.convert_to_numpy(ref)[0], atol=0.02)
     plain = augment.warp(x, np.zeros(4, bool), np.zeros(4, "float32"), np.ones(4, "float32"))

@@ -88,6 +88,15 @@ def warp(x, flip, angle, zoom):
     return out
 
 
+def affine_transform_of(flip, angle, zoom, side: int) -> np.ndarray:
+    """The 8 numbers of Keras's `ops.image.affine_transform` that do what `warp` does to one
+    square image of `side` pixels (for checking `warp` against Keras)."""
+    c, s = (side - 1) / 2, -1.0 if flip else 1.0
+    a0, a1 = s * zoom * np.cos(angle), s * zoom * np.sin(angle)
+    b0, b1 = -zoom * np.sin(angle), zoom * np.cos(angle)
+    return np.array([[a0, a1, c - (a0 + a1) * c, b0, b1, c - (b0 + b1) * c, 0, 0]], "float32")
+
+
 @keras.saving.register_keras_serializable(package="tumor_model")
 class GammaNoise(layers.Layer):
     """A random gamma per image in [exp(-log_gamma), exp(log_gamma)] (0.7-1.4 by default), then
