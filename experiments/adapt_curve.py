@@ -94,7 +94,9 @@ def main(argv=None) -> int:
         head, thr = model_for(x, table, train_mask, settings)
         anchor = adapt.anchor_rows(table.assign(split=np.where(train_mask, "train", "other")))
         ax, ay = x[anchor], y[anchor]
-        start_w = [head.get_layer(n).get_weights() for n in adapt.HEAD_LAYERS]
+        trainer = adapt.HeadTrainer(
+            settings, [head.get_layer(n).get_weights() for n in adapt.HEAD_LAYERS], x.shape[1]
+        )
         site = np.flatnonzero(site_mask)
         p_site = head.predict(x[site], verbose=0).ravel()
         for k in ks:
@@ -107,7 +109,7 @@ def main(argv=None) -> int:
                 yl, yr = y[local], y[rest]
                 t, th = evaluate.decide(yl, p_local, True, -1.0)
                 f, _, _, th_new = adapt.adapted_head(
-                    settings, start_w, ax, ay, x[local], yl, groups=groups[local], seed=d
+                    trainer, ax, ay, x[local], yl, groups=groups[local], seed=d
                 )
                 got = {
                     "before": (p_rest, thr),

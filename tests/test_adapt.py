@@ -60,10 +60,32 @@ def test_retrained_head_learns_the_local_scans(tiny_artifacts):
     anchor_y = (anchor_x[:, 0] > 0).astype(int)  # the training sources: feature 0 tells
     x = rng.normal(0, 1, (40, dim)).astype(np.float32)
     y = (x[:, 1] > 0).astype(int)  # the site: feature 1 tells
-    predict, weights = adapt.retrain_head(settings, model.head_weights(), anchor_x, anchor_y, x, y)
+    trainer = adapt.HeadTrainer(settings, model.head_weights(), dim)
+    predict, weights = trainer(anchor_x, anchor_y, x, y)
     acc = np.mean((predict(x) >= 0.5) == y)
     assert acc >= 0.85
     assert [w.shape for w in weights[0]] == [w.shape for w in model.head_weights()[0]]
+
+
+def test_every_retrain_starts_from_the_models_head(tiny_artifacts):
+    """One compiled head serves every retrain: a retrain gives the same head whatever was
+    retrained before it, and a predictor it returned keeps its weights when the head is
+    retrained again."""
+    model = adapt.Model.load(tiny_artifacts)
+    anchor_x, anchor_y = adapt.load_anchor(tiny_artifacts)
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, (30, anchor_x.shape[1])).astype(np.float32)
+    y = np.tile([0, 1], 15)
+    trainer = adapt.HeadTrainer(model.settings, model.head_weights(), anchor_x.shape[1])
+    first, weights = trainer(anchor_x, anchor_y, x, y, seed=3)
+    seen = first(x)
+    trainer(anchor_x, anchor_y, x[::-1] * 3, 1 - y, seed=4)  # something else in between
+    again, weights_again = trainer(anchor_x, anchor_y, x, y, seed=3)
+    assert np.allclose(again(x), seen, atol=1e-6)
+    assert np.array_equal(first(x), seen)
+    for layer, layer_again in zip(weights, weights_again, strict=True):
+        assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(layer, layer_again, strict=True))
+    assert not np.allclose(seen, trainer(anchor_x, anchor_y, x, y, seed=5)[0](x))  # order matters
 
 
 def test_adapt_writes_a_complete_folder_that_everything_reads(tiny_artifacts, tmp_path):

@@ -37,7 +37,7 @@ from .progress import log
 MIN_SCANS, MIN_PER_CLASS = 10, 3  # fewer cannot be cross-validated with both classes per fold
 FOLDS, INNER_FOLDS = 5, 3
 ANCHOR_ROWS = 3000  # training rows kept as anchor features (float16: about 8 MB at 1280 dims)
-HEAD_EPOCHS, HEAD_LR, LOCAL_SHARE = 30, 5e-4, 0.5
+HEAD_EPOCHS, HEAD_BATCH, HEAD_LR, LOCAL_SHARE = 30, 256, 5e-4, 0.5
 HEAD_LAYERS = ("head_dense", "tumor_probability")
 
 
@@ -233,51 +233,67 @@ def recalibrate_cv(y, p, groups, seed=0, folds=None) -> tuple[np.ndarray, np.nda
     return probs, thr
 
 
-def retrain_head(settings, start, anchor_x, anchor_y, x, y, local_share=LOCAL_SHARE, seed=0):
-    """A head warm-started from `start` (the model's head weights), trained on the anchor set
-    plus the local features, the local rows weighing `local_share` of the loss. Returns a
-    function features -> uncalibrated probabilities and the head's weights."""
-    if not 0.0 < local_share < 1.0:
-        raise ValueError(f"local_share must be in (0, 1), got {local_share!r}")
-    head = make_head(dataclasses_replace_seed(settings, seed), anchor_x.shape[1])
-    head.get_layer(HEAD_LAYERS[0]).set_weights(start[0])
-    head.get_layer(HEAD_LAYERS[1]).set_weights(start[1])
-    w_local = local_share * len(anchor_x) / ((1 - local_share) * len(x))
-    xs = np.concatenate([anchor_x, x]).astype(np.float32)
-    ys = np.concatenate([anchor_y, y]).astype(np.float32)
-    ws = np.concatenate([np.ones(len(anchor_x)), np.full(len(x), w_local)]).astype(np.float32)
-    ws /= ws.mean()
-    head.compile(optimizer=keras.optimizers.Adam(HEAD_LR), loss="binary_crossentropy")
-    head.fit(xs, ys, sample_weight=ws, epochs=HEAD_EPOCHS, batch_size=256, shuffle=True, verbose=0)
+class HeadTrainer:
+    """Retrains the model's head (warm-started from `start`, its head weights) on the anchor set
+    plus local features, as often as `adapt` asks (21 times: 5 outer folds of 3 inner folds and
+    one more, then the shipped head). One head is compiled once and every call
+    starts it from the same state: `start`'s weights, a freshly built optimizer, the same dropout
+    stream. Its steps go through `train_on_batch` on batches of one size, so the step is traced
+    once: a Keras `fit` per retrain spent most of its time tracing and building `tf.data`
+    iterators (2.5 s a retrain on the test suite's tiny model)."""
 
-    def predict(features):
-        return head.predict(np.asarray(features, np.float32), batch_size=512, verbose=0).ravel()
+    def __init__(self, settings: Settings, start, dim: int):
+        self.head = make_head(settings, dim)
+        for name, weights in zip(HEAD_LAYERS, start, strict=True):
+            self.head.get_layer(name).set_weights(weights)
+        self.head.compile(optimizer=keras.optimizers.Adam(HEAD_LR), loss="binary_crossentropy")
+        self.head.optimizer.build(self.head.trainable_variables)
+        self._state = self.head.variables + self.head.optimizer.variables
+        self._fresh = [keras.ops.convert_to_numpy(v) for v in self._state]
 
-    return predict, [head.get_layer(n).get_weights() for n in HEAD_LAYERS]
+    def __call__(self, anchor_x, anchor_y, x, y, local_share=LOCAL_SHARE, seed=0):
+        """Train on the anchor rows plus the local rows (`x`, `y`), the local rows weighing
+        `local_share` of the loss, HEAD_EPOCHS epochs in a random order drawn from `seed` (the
+        last batch of an epoch filled from the epoch's first rows). Returns a function
+        features -> uncalibrated probabilities and the head's weights."""
+        if not 0.0 < local_share < 1.0:
+            raise ValueError(f"local_share must be in (0, 1), got {local_share!r}")
+        for variable, value in zip(self._state, self._fresh, strict=True):
+            variable.assign(value)
+        w_local = local_share * len(anchor_x) / ((1 - local_share) * len(x))
+        xs = np.concatenate([anchor_x, x]).astype(np.float32)
+        ys = np.concatenate([anchor_y, y]).astype(np.float32)
+        ws = np.concatenate([np.ones(len(anchor_x)), np.full(len(x), w_local)]).astype(np.float32)
+        ws /= ws.mean()
+        batch = min(HEAD_BATCH, len(xs))
+        steps = -(-len(xs) // batch)
+        rng = np.random.default_rng(seed)
+        for _ in range(HEAD_EPOCHS):
+            for rows in np.resize(rng.permutation(len(xs)), (steps, batch)):
+                self.head.train_on_batch(xs[rows], ys[rows], sample_weight=ws[rows])
+        trained = [keras.ops.convert_to_numpy(v) for v in self.head.trainable_variables]
+        fixed = [keras.ops.convert_to_numpy(v) for v in self.head.non_trainable_variables]
+        head = self.head
+
+        def predict(features):
+            out, _ = head.stateless_call(trained, fixed, np.asarray(features, np.float32))
+            return keras.ops.convert_to_numpy(out).ravel()
+
+        return predict, [head.get_layer(n).get_weights() for n in HEAD_LAYERS]
 
 
-def dataclasses_replace_seed(settings: Settings, seed: int) -> Settings:
-    import dataclasses
-
-    return dataclasses.replace(settings, seed=int(settings.seed + seed))
-
-
-def retrain_cv(settings, start, anchor_x, anchor_y, x, y, groups, local_share=LOCAL_SHARE, seed=0):
+def retrain_cv(trainer, anchor_x, anchor_y, x, y, groups, local_share=LOCAL_SHARE, seed=0):
     """Out-of-fold (probabilities, thresholds, uncalibrated probabilities) of the retrained
-    head: per outer fold a head on the anchor set + the other folds, its temperature and
-    threshold from inner folds of those."""
+    head (`trainer`: a HeadTrainer): per outer fold a head on the anchor set + the other folds,
+    its temperature and threshold from inner folds of those."""
     probs, thr, raw = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y))
     for k, (fit_idx, test_idx) in enumerate(_folds(y, groups, FOLDS, seed)):
         inner_p = np.zeros(len(fit_idx))
         for a, b in _folds(y[fit_idx], groups[fit_idx], INNER_FOLDS, seed + k):
-            f, _ = retrain_head(
-                settings, start, anchor_x, anchor_y, x[fit_idx][a], y[fit_idx][a], local_share, k
-            )
+            f, _ = trainer(anchor_x, anchor_y, x[fit_idx][a], y[fit_idx][a], local_share, k)
             inner_p[b] = f(x[fit_idx][b])
         t, th = evaluate.decide(y[fit_idx], inner_p, True, -1.0)
-        f, _ = retrain_head(
-            settings, start, anchor_x, anchor_y, x[fit_idx], y[fit_idx], local_share, k
-        )
+        f, _ = trainer(anchor_x, anchor_y, x[fit_idx], y[fit_idx], local_share, k)
         raw[test_idx] = f(x[test_idx])
         probs[test_idx], thr[test_idx] = evaluate.apply_temperature(raw[test_idx], t), th
         log(f"adapt: fold {k + 1}/{FOLDS} done")
@@ -323,10 +339,8 @@ def adapt(
     before = _block(y, p_now, thr_now, n_boot, seed, "the model as it is")
     p_cal, t_cal = recalibrate_cv(y, p_now, groups, seed)
     recal = _block(y, p_cal, t_cal, n_boot, seed, f"temperature + threshold, {FOLDS}-fold CV")
-    start = model.head_weights()
-    p_new, t_new, raw = retrain_cv(
-        model.settings, start, anchor_x, anchor_y, x, y, groups, local_share, seed
-    )
+    trainer = HeadTrainer(model.settings, model.head_weights(), x.shape[1])
+    p_new, t_new, raw = retrain_cv(trainer, anchor_x, anchor_y, x, y, groups, local_share, seed)
     retrained = _block(
         y, p_new, t_new, n_boot, seed, f"head retrained, {FOLDS}-fold CV (inner {INNER_FOLDS})"
     )
@@ -346,33 +360,24 @@ def adapt(
     }
     if out is not None:
         record["written_to"] = Path(out).name
-        _write(model, x, y, raw, anchor_x, anchor_y, record, Path(out))
+        _write(model, trainer, x, y, raw, anchor_x, anchor_y, record, Path(out))
     return record
 
 
 def adapted_head(
-    settings,
-    start,
-    anchor_x,
-    anchor_y,
-    x,
-    y,
-    local_share=LOCAL_SHARE,
-    oof=None,
-    groups=None,
-    seed=0,
+    trainer, anchor_x, anchor_y, x, y, local_share=LOCAL_SHARE, oof=None, groups=None, seed=0
 ):
-    """The head `adapt` ships: retrained on the anchor set + every local scan, with temperature
-    and threshold fitted on out-of-fold local predictions (`oof`, or computed here from FOLDS
-    grouped folds). Returns (features -> calibrated probabilities, head weights, temperature,
-    threshold)."""
+    """The head `adapt` ships (`trainer`: a HeadTrainer): retrained on the anchor set + every
+    local scan, with temperature and threshold fitted on out-of-fold local predictions (`oof`,
+    or computed here from FOLDS grouped folds). Returns (features -> calibrated probabilities,
+    head weights, temperature, threshold)."""
     if oof is None:
         groups = np.arange(len(y)) if groups is None else groups
         oof = np.zeros(len(y))
         for a, b in _folds(y, groups, FOLDS, seed):
-            f, _ = retrain_head(settings, start, anchor_x, anchor_y, x[a], y[a], local_share)
+            f, _ = trainer(anchor_x, anchor_y, x[a], y[a], local_share)
             oof[b] = f(x[b])
-    predict, weights = retrain_head(settings, start, anchor_x, anchor_y, x, y, local_share)
+    predict, weights = trainer(anchor_x, anchor_y, x, y, local_share)
     temperature, threshold = evaluate.decide(y, oof, True, -1.0)
 
     def calibrated(features):
@@ -381,18 +386,11 @@ def adapted_head(
     return calibrated, weights, temperature, threshold
 
 
-def _write(model, x, y, oof, anchor_x, anchor_y, record, out) -> None:
+def _write(model, trainer, x, y, oof, anchor_x, anchor_y, record, out) -> None:
     """The adapted folder: a copy of the model's, with the head retrained on every local scan,
     and temperature and threshold fitted on the out-of-fold predictions `oof`."""
     _, weights, temperature, threshold = adapted_head(
-        model.settings,
-        model.head_weights(),
-        anchor_x,
-        anchor_y,
-        x,
-        y,
-        record["local_share"],
-        oof=oof,
+        trainer, anchor_x, anchor_y, x, y, record["local_share"], oof=oof
     )
     tmp = artifacts.temp_dir(out)
     try:
