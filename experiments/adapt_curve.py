@@ -72,6 +72,11 @@ def draw(rng, y, groups, k):
     return np.concatenate([per[1][:n1], per[0][:n0]])
 
 
+def retrained_step(share: float) -> str:
+    """The step's name in the results: "retrained" at adapt's own local share."""
+    return "retrained" if share == adapt.LOCAL_SHARE else f"retrained, local share {share:g}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifacts", default="artifacts", help="whose settings.json is the recipe")
@@ -80,8 +85,19 @@ def main(argv=None) -> int:
     ap.add_argument("--ks", default="20,50,100")
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--boot", type=int, default=1000)
+    ap.add_argument(
+        "--local-share",
+        default=str(adapt.LOCAL_SHARE),
+        help="the site's share of the retraining loss; several, comma-separated, run on the "
+        "same draws (a share other than adapt.LOCAL_SHARE is reported as its own step)",
+    )
+    ap.add_argument(
+        "--sites", default=None, help="comma-separated site names to run (default: all sites)"
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    shares = [float(v) for v in args.local_share.split(",")]
+    wanted = None if args.sites is None else set(args.sites.split(","))
     start = time.time()
     settings = recorded_settings(args.artifacts, args.cache_dir)
     settings = dataclasses.replace(settings, data_dirs=tuple(args.data_dir), bootstrap=args.boot)
@@ -91,6 +107,8 @@ def main(argv=None) -> int:
     ks = [int(k) for k in args.ks.split(",")]
     pooled = {}  # (kind, k, step) -> lists of (labels, probs, thresholds)
     for kind, name, train_mask, site_mask in sites(table):
+        if wanted is not None and name not in wanted:
+            continue
         head, thr = model_for(x, table, train_mask, settings)
         anchor = adapt.anchor_rows(table.assign(split=np.where(train_mask, "train", "other")))
         ax, ay = x[anchor], y[anchor]
@@ -108,14 +126,15 @@ def main(argv=None) -> int:
                 p_local = p_site[np.isin(site, local)]
                 yl, yr = y[local], y[rest]
                 t, th = evaluate.decide(yl, p_local, True, -1.0)
-                f, _, _, th_new = adapt.adapted_head(
-                    trainer, ax, ay, x[local], yl, groups=groups[local], seed=d
-                )
                 got = {
                     "before": (p_rest, thr),
                     "recalibrated": (evaluate.apply_temperature(p_rest, t), th),
-                    "retrained": (f(x[rest]), th_new),
                 }
+                for share in shares:
+                    f, _, _, th_new = adapt.adapted_head(
+                        trainer, ax, ay, x[local], yl, share, groups=groups[local], seed=d
+                    )
+                    got[retrained_step(share)] = (f(x[rest]), th_new)
                 for step, (p, th_step) in got.items():
                     pooled.setdefault((kind, k, step), []).append(
                         (yr, p, np.full(len(yr), th_step))
@@ -159,6 +178,7 @@ def main(argv=None) -> int:
         + time.strftime("%Y-%m-%d", time.gmtime()),
         "seconds": round(time.time() - start),
         "draws": args.draws,
+        "sites": sorted(wanted) if wanted is not None else "all",
         "recipe": "frozen stage of the shipped recipe (ImageNet features + head)",
         "results": results,
     }

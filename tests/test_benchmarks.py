@@ -106,3 +106,19 @@ def test_bench_finetune_runs_with_xla():
 def test_bench_finetune_refuses_nonsense_sizes():
     with pytest.raises(ValueError, match="layers >= 1"):
         _script("bench_finetune").measure(images=8, layers=0, size=32)
+
+
+def test_adapt_curve_draws_k_scans_one_per_group_half_of_each_class():
+    from tumor_model import adapt
+
+    curve = _script("adapt_curve", "experiments")
+    y = np.array([0] * 10 + [1] * 10)
+    groups = np.array([0, 0, 1, 1, 2, 2, 3, 4, 5, 6] + list(range(7, 17)))  # 7 healthy groups
+    for seed in range(5):
+        picks = curve.draw(np.random.default_rng(seed), y, groups, 10)
+        assert len(picks) == 10 and (y[picks] == 1).sum() == 5
+        assert len(set(groups[picks])) == 10  # never two files of one duplicate group
+    few = curve.draw(np.random.default_rng(0), y, groups, 16)  # only 7 healthy groups exist
+    assert (y[few] == 0).sum() == 7 and (y[few] == 1).sum() == 8
+    assert curve.retrained_step(adapt.LOCAL_SHARE) == "retrained"
+    assert curve.retrained_step(0.8) == "retrained, local share 0.8"
