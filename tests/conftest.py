@@ -18,6 +18,15 @@ SHARED_WEIGHTS = (
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+MAX_WORKERS = 4  # `-n auto`: each worker holds TensorFlow and trains its own session fixtures
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`pytest -n auto` (the README's test command): one worker per core this process may use,
+    at most MAX_WORKERS. Most tests run one core at a time (Streamlit, subprocesses, small
+    models), so on the 2-core CI machine two workers take about 60% of the serial time."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+
 
 def fake_scan(rng: np.random.Generator, tumor: bool, size=(64, 64)) -> np.ndarray:
     """A grey ellipse 'head' on black; tumour scans carry a bright blob inside it."""
