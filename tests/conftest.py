@@ -24,7 +24,7 @@ MAX_WORKERS = 4  # `-n auto`: each worker holds TensorFlow and trains its own se
 def pytest_xdist_auto_num_workers(config) -> int:
     """`pytest -n auto` (the README's test command): one worker per core this process may use,
     at most MAX_WORKERS. Most tests run one core at a time (Streamlit, subprocesses, small
-    models), so on the 2-core CI machine two workers take about 60% of the serial time."""
+    models), so on a 2-core machine two workers take under half the serial time."""
     return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
 

@@ -122,3 +122,17 @@ def test_adapt_curve_draws_k_scans_one_per_group_half_of_each_class():
     assert (y[few] == 0).sum() == 7 and (y[few] == 1).sum() == 8
     assert curve.retrained_step(adapt.LOCAL_SHARE) == "retrained"
     assert curve.retrained_step(0.8) == "retrained, local share 0.8"
+
+
+def test_bench_adapt_times_both_ways_of_retraining(capsys):
+    import json
+
+    bench = _script("bench_adapt")
+    assert bench.main(["--anchor", "1000", "--local", "20", "--dim", "64", "--repeats", "1"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    learnt = []
+    for way in ("head_trainer", "fit_per_retrain"):
+        assert out[way]["median_s"] > 0 and len(out[way]["anchor_accuracy"]) == 1
+        learnt.append(out[way]["anchor_accuracy"][0])
+    assert min(learnt) >= 0.7  # both learn the anchor's rule (0.5 is chance)
+    assert abs(learnt[0] - learnt[1]) <= 0.03  # and about as well: the same training

@@ -239,9 +239,8 @@ class HeadTrainer:
     one more, then the shipped head). One head is compiled once and every call
     starts it from the same state: `start`'s weights, a freshly built optimizer, the same dropout
     stream. Its steps go through `train_on_batch` on batches of one size, so the step is traced
-    once. A Keras `fit` per retrain spent most of its time tracing and building `tf.data`
-    iterators: on this project's 2-core CPU a retrain took 2.5 s on the tests' tiny model and
-    5.6 s with 3,000 anchor rows of 1,280 features, against 0.18 s and 3.3 s here."""
+    once; a Keras `fit` per retrain spent most of its time tracing and building `tf.data`
+    iterators (`benchmarks/bench_adapt.py` times both)."""
 
     def __init__(self, settings: Settings, start, dim: int):
         self.head = make_head(settings, dim)
