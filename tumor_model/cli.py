@@ -1,5 +1,8 @@
 """neuroscan (or python -m tumor_model): summarize | train | cv | report-protocol | evaluate |
-predict | localise | pack | refit-guard"""
+predict | localise | pack | refit-guard | adapt | anchor.
+
+Top to bottom: one `cmd_*` handler per command (each reads its arguments, calls the package and
+prints JSON), then the parser, built in three groups (data, training, model commands)."""
 
 from __future__ import annotations
 
@@ -323,7 +326,7 @@ def _cache_dir_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neuroscan", description=__doc__)
+    parser = argparse.ArgumentParser(prog="neuroscan", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _data_commands(sub)
     _training_commands(sub)
