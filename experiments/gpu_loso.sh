@@ -18,17 +18,7 @@ export KERAS_BACKEND=${KERAS_BACKEND:-jax} PYTHONUNBUFFERED=1
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/plan_o_jax_cache}
 mkdir -p "$out"
 recipe=$(mktemp -d)/r_a
-python3 - "$recipe" "$weights" <<'PY'
-import json, os, pathlib, sys
-
-folder, weights = pathlib.Path(sys.argv[1]), sys.argv[2]
-folder.mkdir(parents=True)
-settings = json.loads(pathlib.Path("artifacts/settings.json").read_text())
-settings.update(label_smoothing=0.1, weights=weights)
-settings.update(json.loads(os.environ.get("PLAN_O_EXTRA") or "{}"))
-(folder / "settings.json").write_text(json.dumps(settings, indent=2))
-(folder / "metrics.json").write_text("{}")  # `cv --save` fills it
-PY
+python3 experiments/r_a_recipe.py "$recipe" "$weights"
 roots=(--data-dir "$kaggle" --data-dir "$others" --cache-dir /tmp/plan_o_features)
 
 run() {  # name, then the cv arguments; stdout JSON and the log kept in $out, timed

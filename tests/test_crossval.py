@@ -183,6 +183,14 @@ def test_leave_one_source_out_holds_each_source_out(tmp_path):
     assert np.isnan(b["specificity"]["value"]) and np.isnan(b["balanced_accuracy"]["value"])
     assert result["pooled"]["n"] == 240
     assert blocks["b"]["twin_absent"]["n"] == 60 and blocks["b"]["twin_absent"]["n_tumor"] == 60
+    # held out on request only, without the twin-absent training: the same head for b
+    one = crossval.leave_source_out(x, table, settings, hold_out=("b",), twin=False)
+    assert list(one["sources"]) == ["b"] and "twin_absent" not in one["sources"]["b"]
+    assert one["sources"]["b"]["trained_on"] == ["a", "c"] and one["pooled"]["n"] == 60
+    assert one["sources"]["b"]["metrics"]["sensitivity"] == b["sensitivity"]
+    assert "only ['b']" in one["groups"]
+    with pytest.raises(ValueError, match=r"no source of the data: \['d'\] \(its sources: "):
+        crossval.leave_source_out(x, table, settings, hold_out=("b", "d"))
 
 
 def test_cv_rows_flatten_every_block(tmp_path):

@@ -111,6 +111,8 @@ def cmd_cv(args) -> int:
             full=args.fine_tune,
             by=tuple(args.by or CV_GROUPS),
             cache_dir=args.cache_dir,
+            hold_out=tuple(args.hold_out or ()),
+            twin=args.twin,
         )
     from .artifacts import SOURCE_BLOCKS
     from .evaluate import cv_rows
@@ -427,6 +429,19 @@ def _training_commands(sub) -> None:
         help="CV of the whole recipe, fine-tuning included: a training run per fold (about "
         "20 min per fold on 2 CPU cores for the shipped recipe); stored as cv_fine_tuned / "
         "cv_source_fine_tuned / loso_fine_tuned",
+    )
+    p.add_argument(
+        "--hold-out",
+        action="append",
+        metavar="SOURCE",
+        help="with --by loso: hold out only this source (a root's folder name), repeatable",
+    )
+    p.add_argument(
+        "--twin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --by loso: also test each held-out one-class source with a recipe trained "
+        "on the two-class sources alone ('twin absent': one more training run)",
     )
     _cache_dir_arg(p)
     p.add_argument(

@@ -134,19 +134,32 @@ def _held_out_fold(x, table, settings, train_rows, test_rows, full=False):
     return one_fold(x, table, rest[inner[0]], rest[inner[1]], np.flatnonzero(test_rows), settings)
 
 
-def leave_source_out(x, table, settings, full=False) -> dict:
+def held_out_names(table, hold_out=()) -> tuple[list, list]:
+    """(every source of `table`, the sources a leave-one-source-out CV holds out: those named in
+    `hold_out`, or all). A name that is no source is an error that lists the sources."""
+    everyone = list(dict.fromkeys(data.sources(table)))
+    if len(everyone) < 2:
+        raise ValueError(f"leave-one-source-out CV needs at least two sources, got {everyone!r}")
+    unknown = [name for name in hold_out if name not in everyone]
+    if unknown:
+        raise ValueError(
+            f"hold_out names no source of the data: {unknown!r} (its sources: {everyone!r})"
+        )
+    return everyone, [name for name in everyone if name in hold_out] if hold_out else everyone
+
+
+def leave_source_out(x, table, settings, full=False, hold_out=(), twin=True) -> dict:
     """Leave-one-source-out CV of the frozen stage (or with full=True of the whole recipe): for
-    each source, a recipe trained on the others and tested on it. A held-out one-class source is
-    also tested with a recipe trained on the two-class sources alone ("twin_absent"): if the
-    other one-class source (its twin of the opposite label) is what made its rate, the two rates
-    differ. That recipe is trained once and tests every such source. "pooled" joins every
-    held-out prediction (each at its own threshold)."""
+    each source (or each one named in `hold_out`), a recipe trained on the others and tested on
+    it. A held-out one-class source is also tested (unless twin=False) with a recipe trained on
+    the two-class sources alone ("twin_absent"): if the other one-class source (its twin of the
+    opposite label) is what made its rate, the two rates differ. That recipe is trained once and
+    tests every such source. "pooled" joins every held-out prediction (each at its own
+    threshold)."""
     src, y = data.sources(table).to_numpy(), table.label.to_numpy()
-    names = list(dict.fromkeys(src))
-    if len(names) < 2:
-        raise ValueError(f"leave-one-source-out CV needs at least two sources, got {names!r}")
-    two_class = [n for n in names if len(set(y[src == n])) == 2]
-    one_class = [n for n in names if n not in two_class]
+    everyone, names = held_out_names(table, hold_out)
+    two_class = [n for n in everyone if len(set(y[src == n])) == 2]
+    one_class = [n for n in everyone if n not in two_class]
     probs, thresholds, tested = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), bool)
     boot = settings.bootstrap, settings.seed
     alone = None  # twin absent: (probabilities, with every one-class source's rows, threshold)
@@ -162,9 +175,9 @@ def leave_source_out(x, table, settings, full=False) -> dict:
         block.update(
             files=int(held.sum()),
             classes=sorted(int(c) for c in set(y[held])),
-            trained_on=[n for n in names if n != name],
+            trained_on=[n for n in everyone if n != name],
         )
-        if name in one_class and two_class and set(two_class) != set(block["trained_on"]):
+        if twin and name in one_class and two_class and set(two_class) != set(block["trained_on"]):
             if alone is None:
                 ones, p_alone = np.isin(src, one_class), np.zeros(len(y))
                 p_alone[ones], t_alone = _held_out_fold(
@@ -172,9 +185,9 @@ def leave_source_out(x, table, settings, full=False) -> dict:
                 )
                 alone = p_alone, t_alone
             p_alone, t_alone = alone
-            twin = evaluate.report(y[held], p_alone[held], t_alone, *boot)
-            block["twin_absent"] = {**twin, "trained_on": two_class}
-            rate = twin["metrics"]["accuracy"]["value"]
+            absent = evaluate.report(y[held], p_alone[held], t_alone, *boot)
+            block["twin_absent"] = {**absent, "trained_on": two_class}
+            rate = absent["metrics"]["accuracy"]["value"]
             log(f"leave-one-source-out: {name}, trained on {two_class} alone: {rate:.4f}")
         out[name] = block
         rate = block["metrics"]["balanced_accuracy" if len(block["classes"]) == 2 else "accuracy"]
@@ -184,7 +197,8 @@ def leave_source_out(x, table, settings, full=False) -> dict:
         "sources": out,
         "pooled": pooled,
         "recipe": _recipe(settings, full),
-        "groups": "source: each source held out in turn",
+        "groups": "source: each source held out in turn"
+        + (f" (of {everyone}, only {names})" if names != everyone else ""),
         "backend": keras.backend.backend(),
     }
 
@@ -238,11 +252,14 @@ def cv_artifacts(
     full=False,
     by=tuple(CV_GROUPS),
     cache_dir: str | None = None,
+    hold_out=(),
+    twin=True,
 ) -> dict:
     """The CVs (`by`) of the recipe in `folder`/settings.json, of its frozen-feature stage or
     with full=True of the whole recipe, on its data or on `data_dirs`, with features cached in
-    `cache_dir` (default: the recorded one). With save=True they replace their keys in
-    `folder`/metrics.json."""
+    `cache_dir` (default: the recorded one). `hold_out` and `twin` narrow the
+    leave-one-source-out CV (`leave_source_out`; "loso" must be in `by`). With save=True they
+    replace their keys in `folder`/metrics.json."""
     folder = Path(folder)
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds!r}")
@@ -250,17 +267,22 @@ def cv_artifacts(
     unknown = [one for one in by if one not in choices]
     if unknown or not by:
         raise ValueError(f"CV groupings must be among {choices}, got {list(by)!r}")
+    if (hold_out or not twin) and LOSO not in by:
+        raise ValueError(f"hold_out and twin narrow the {LOSO!r} CV, not in by={list(by)!r}")
     settings = recorded_settings(folder, cache_dir)
     if data_dirs:
         settings = dataclasses.replace(settings, data_dirs=tuple(data_dirs))
     if full and not settings.fine_tune_layers:
         raise ValueError(f"{folder} holds a recipe without fine-tuning: its frozen-stage CV is it")
-    table, x = recipe_features(settings)
+    table, _ = split.prepare_table(settings)
+    if hold_out:
+        held_out_names(table, hold_out)  # a misspelt source fails before the features' minutes
+    x = features.extract_for(settings, table)
     groupings = tuple(one for one in by if one != LOSO)
     result = cv_metrics(x, table, settings, folds, full, groupings) if groupings else {}
     loso = cv_key(LOSO, full)
     if LOSO in by and loso not in result:
-        result[loso] = leave_source_out(x, table, settings, full)
+        result[loso] = leave_source_out(x, table, settings, full, hold_out, twin)
     if save:  # a skipped cross-source CV must not leave an old one
         drop = [cv_key(one, full) for one in groupings]
         drop += [loso] if loso in result else []
