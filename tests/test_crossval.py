@@ -122,6 +122,21 @@ def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
     shown = tables.travel_rows(json.loads((out / "metrics.json").read_text()))
     assert "Leave-one-source-out, fine-tuned, twin absent" in set(shown["evaluation"])
 
+    # only the named source held out, without the twin-absent training (frozen stage: seconds)
+    proc = cli("cv", "--artifacts", str(out), "--by", "loso", "--hold-out", "site_t", "--no-twin",
+               *roots)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert [(r["block"], r["held_out"]) for r in rows] == [("loso: pooled", "site_t"),
+                                                            ("loso", "site_t")]  # fmt: skip
+    assert rows[1]["trained_on"] == f"{root.name}, site_h" and rows[1]["files"] == 12
+    for bad, message in [
+        (("--by", "loso", "--hold-out", "site_x"), "no source of the data: ['site_x']"),
+        (("--by", "duplicate", "--hold-out", "site_t"), "narrow the 'loso' CV, not in by="),
+    ]:
+        proc = cli("cv", "--artifacts", str(out), *bad, *roots)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
 
 def test_cv_reruns_with_this_machines_feature_cache(tiny_artifacts, tmp_path):
     """settings.json records the training machine's cache folder (the shipped model's is a /tmp

@@ -437,7 +437,7 @@ def test_travel_rows_name_each_evaluation_and_mark_undefined_rates():
     frame = tables.travel_rows(metrics)
     assert list(frame.evaluation) == [
         "Cross-source CV",
-        "Leave-one-source-out, every source pooled",
+        "Leave-one-source-out, pooled",
         "Leave-one-source-out",
         "Leave-one-source-out, twin absent",
     ]

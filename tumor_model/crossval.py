@@ -193,12 +193,14 @@ def leave_source_out(x, table, settings, full=False, hold_out=(), twin=True) -> 
         rate = block["metrics"]["balanced_accuracy" if len(block["classes"]) == 2 else "accuracy"]
         log(f"leave-one-source-out: {name} ({block['files']} files): {rate['value']:.4f}")
     pooled = evaluate.report(y[tested], probs[tested], thresholds[tested], *boot)
+    narrowed = {"held_out": names} if names != everyone else {}  # `hold_out` named them
     return {
         "sources": out,
         "pooled": pooled,
         "recipe": _recipe(settings, full),
         "groups": "source: each source held out in turn"
-        + (f" (of {everyone}, only {names})" if names != everyone else ""),
+        + (f" (of {everyone}, only {names})" if narrowed else ""),
+        **narrowed,
         "backend": keras.backend.backend(),
     }
 

@@ -248,7 +248,8 @@ def cv_rows(result: dict) -> list[dict]:
         if not isinstance(block, dict) or "metrics" not in block and key not in SOURCE_BLOCKS:
             continue
         if key in SOURCE_BLOCKS:
-            out.append(row(f"{key}: pooled", block["pooled"], held_out="every source"))
+            held = ", ".join(block.get("held_out", ())) or "every source"  # or those named
+            out.append(row(f"{key}: pooled", block["pooled"], held_out=held))
             for src, one in block["sources"].items():
                 out.append(row(key, one, held_out=src, trained_on=", ".join(one["trained_on"])))
                 if "twin_absent" in one:

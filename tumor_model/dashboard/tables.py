@@ -467,10 +467,10 @@ def phase_summary(history: pd.DataFrame) -> pd.DataFrame:
 
 TRAVEL_NAMES = {
     artifacts.LOSO: "Leave-one-source-out",
-    f"{artifacts.LOSO}: pooled": "Leave-one-source-out, every source pooled",
+    f"{artifacts.LOSO}: pooled": "Leave-one-source-out, pooled",
     f"{artifacts.LOSO}: twin absent": "Leave-one-source-out, twin absent",
     artifacts.LOSO_FINE_TUNED: "Leave-one-source-out, fine-tuned",
-    f"{artifacts.LOSO_FINE_TUNED}: pooled": "Leave-one-source-out, fine-tuned, every source pooled",
+    f"{artifacts.LOSO_FINE_TUNED}: pooled": "Leave-one-source-out, fine-tuned, pooled",
     f"{artifacts.LOSO_FINE_TUNED}: twin absent": "Leave-one-source-out, fine-tuned, twin absent",
     artifacts.EXTERNAL: "This model on a source it never saw",
     f"{artifacts.EXTERNAL}: pooled": "This model on sources it never saw, pooled",
