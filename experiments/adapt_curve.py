@@ -12,6 +12,7 @@ with 95% bootstrap CIs per site kind, k and step.
     python experiments/adapt_curve.py --data-dir ../shared/data/brain-tumor-dataset \
         --data-dir ../shared/data/figshare-cheng-t1ce --data-dir ../shared/data/oasis-healthy \
         --out docs/adapt_curve.json
+    python experiments/adapt_curve.py --table docs/adapt_curve.json   # the README's table
 """
 
 from __future__ import annotations
@@ -77,10 +78,44 @@ def retrained_step(share: float) -> str:
     return "retrained" if share == adapt.LOCAL_SHARE else f"retrained, local share {share:g}"
 
 
+SITE_NAMES = {  # the site kinds of `sites`, as the README's table names them
+    "kaggle held out": "the Kaggle set (trained on Figshare + OASIS)",
+    "kaggle image-size fold": "Kaggle image sizes (5 folds pooled)",
+}
+
+
+def _ci(metric: dict) -> str:
+    return f"{metric['value']:.3f} [{metric['ci_low']:.3f}, {metric['ci_high']:.3f}]"
+
+
+def markdown_table(record: dict) -> str:
+    """The README's learning-curve table (markdown) from a record this script wrote: per site
+    kind and k, balanced accuracy as the model is and after `adapt` retrained its head, and the
+    sensitivity and specificity after, with their 95% CIs."""
+    got = {(r["site"], r["k"], r["step"]): r for r in record["results"]}
+    lines = [
+        "| site (never seen in training) | k local scans | as it is | after `adapt` | "
+        "sensitivity after | specificity after |",
+        "|---|---|---|---|---|---|",
+    ]
+    last = None
+    for (site, k, step), r in got.items():
+        if step != "retrained":
+            continue
+        before = got[(site, k, "before")]["balanced_accuracy"]
+        shown = "" if site == last else SITE_NAMES.get(site, site)
+        last = site
+        cells = [shown, str(k), _ci(before), f"**{_ci(r['balanced_accuracy'])}**"]
+        cells += [_ci(r["sensitivity"]), _ci(r["specificity"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifacts", default="artifacts", help="whose settings.json is the recipe")
-    ap.add_argument("--data-dir", action="append", required=True)
+    ap.add_argument("--data-dir", action="append")
+    ap.add_argument("--table", metavar="JSON", help="print the markdown table of a saved run")
     ap.add_argument("--cache-dir", default=".cache/features")
     ap.add_argument("--ks", default="20,50,100")
     ap.add_argument("--draws", type=int, default=3)
@@ -96,6 +131,11 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(Path(args.table).read_text())))
+        return 0
+    if not args.data_dir:
+        ap.error("--data-dir is required (or --table JSON)")
     shares = [float(v) for v in args.local_share.split(",")]
     wanted = None if args.sites is None else set(args.sites.split(","))
     start = time.time()

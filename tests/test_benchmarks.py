@@ -124,6 +124,28 @@ def test_adapt_curve_draws_k_scans_one_per_group_half_of_each_class():
     assert curve.retrained_step(0.8) == "retrained, local share 0.8"
 
 
+def test_adapt_curve_table_shows_each_site_and_k_with_cis():
+    curve = _script("adapt_curve", "experiments")
+
+    def m(v):
+        return {"value": v, "ci_low": v - 0.01, "ci_high": v + 0.01}
+
+    results = [
+        {"site": site, "k": k, "step": step, "balanced_accuracy": m(ba), "sensitivity": m(0.8),
+         "specificity": m(0.9)}
+        for site in ("kaggle held out", "kaggle image-size fold")
+        for k in (20, 50)
+        for step, ba in (("before", 0.5), ("recalibrated", 0.55), ("retrained", 0.7 + k / 1000))
+    ]  # fmt: skip
+    lines = curve.markdown_table({"results": results}).splitlines()
+    assert len(lines) == 2 + 4 and lines[0].startswith("| site")
+    first = ["| the Kaggle set (trained on Figshare + OASIS)", "20", "0.500 [0.490, 0.510]"]
+    assert lines[2].split(" | ")[:4] == [*first, "**0.720 [0.710, 0.730]**"]
+    assert lines[3].startswith("|  | 50 |") and "**0.750 [0.740, 0.760]**" in lines[3]
+    assert lines[4].startswith("| Kaggle image sizes (5 folds pooled) | 20 |")
+    assert lines[5].endswith("| 0.800 [0.790, 0.810] | 0.900 [0.890, 0.910] |")
+
+
 def test_bench_adapt_times_both_ways_of_retraining(capsys):
     import json
 
