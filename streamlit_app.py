@@ -4,12 +4,11 @@ The sidebar shows the model in use, where the dataset is and the research-only n
 read the shipped artifacts (see DEVELOPERS.md, "Artifacts contract").
 """
 
-import os
-
 import streamlit as st
 
 from tumor_model import artifacts
-from tumor_model.dashboard import places, tables
+from tumor_model.dashboard import card as model_card
+from tumor_model.dashboard import places
 
 # The favicon is an emoji (drawn by the browser from a data: URL): a page's :material/ icon
 # would become the favicon and Streamlit fetches those from an external font host.
@@ -26,60 +25,57 @@ PAGES = [
 
 
 def model_choice() -> None:
-    """The model folder of this session: artifacts/ (or $NEUROSCAN_ARTIFACTS) unless another
-    one is typed, e.g. a folder `neuroscan adapt` wrote."""
+    """The model folder of this session: the shipped model (or $NEUROSCAN_ARTIFACTS) unless
+    another one is typed, e.g. a folder `neuroscan adapt` wrote."""
     typed = st.sidebar.text_input(
         "Model folder",
         key=places.MODEL_KEY,
         placeholder="artifacts",
         help="An artifacts folder (e.g. one written by `neuroscan adapt`); empty: "
-        f"${places.ARTIFACTS_ENV} or artifacts/.",
+        f"${artifacts.ENV}, else the shipped model.",
     )
     if typed and places.model_folder(typed) is None:
         st.sidebar.error(f"{typed!r} holds no model_card.json: using the default model.")
 
 
-def model_panel() -> None:
+def model_panel(card: dict | None) -> None:
     st.sidebar.subheader("Model in use")  # the pages show the full errors; the sidebar notes them
-    card = places.load(artifacts.CARD, quiet=True)
-    metrics = places.load(artifacts.METRICS, quiet=True)
     if card is None:
         st.sidebar.error("No readable model_card.json: open a page for how to rebuild it.")
         return
-    st.sidebar.markdown(
-        f"**{card.get('backbone', '?')}**, {card.get('input_size', '?')} px, "
-        f"threshold {card.get('threshold', float('nan')):.3f}"
-    )
-    st.sidebar.caption(f"Trained {tables.trained_when(card)}")
-    acc = tables.headline(card, metrics)
-    if acc is not None:
-        st.sidebar.metric("Test accuracy (group split)", tables.fmt_value("accuracy", acc["value"]))
-        st.sidebar.caption(tables.ci_text("accuracy", acc))
+    panel = model_card.model_panel(card, places.load(artifacts.METRICS, quiet=True))
+    st.sidebar.markdown(panel["title"])
+    for line in panel["lines"]:
+        st.sidebar.caption(line)
+    if panel["metric"] is not None:
+        st.sidebar.metric(panel["metric"]["label"], panel["metric"]["value"])
+        st.sidebar.caption(panel["metric"]["ci"])
 
 
-def data_panel() -> None:
+def data_panel(card: dict | None) -> None:
     st.sidebar.subheader("Dataset")
     typed = st.sidebar.text_input(
         "Dataset folder",
-        value=places.as_typed(os.environ.get(places.DATA_ENV, "")),
         key="data_dir",
-        placeholder="../shared/data/brain-tumor-dataset",
-        help=f"Image root the model was trained on (or ${places.DATA_ENV}).",
+        placeholder=f"empty: ${places.DATA_ENV} or found",
+        help=f"Image root the model was trained on; empty: ${places.DATA_ENV}, else the first "
+        f"of the model's sources found in {' or '.join(places.DATA_PLACES)} (beside or in the "
+        "app folder).",
     )
-    root = places.data_dir(typed)
-    st.session_state["data_root"] = str(root) if root else None
-    if root:
-        st.sidebar.caption(f"Reading images from `{tables.shown_path(root)}`")
-    else:
+    choice = places.find_data(typed, names=places.data_names(card))
+    st.session_state["data_root"] = str(choice.root) if choice.root else None
+    if choice.root is None:
         st.sidebar.info("dataset not found — pages show the shipped artifacts only")
+    st.sidebar.caption(places.data_note(choice))
 
 
 page = st.navigation(PAGES)
 st.sidebar.warning("Research tool — not for diagnosis", icon=":material/warning:")
 model_choice()
-model_panel()
-data_panel()
-st.sidebar.caption(f"Artifacts: `{tables.shown_path(places.artifacts_dir())}`")
+card_in_use = places.load(artifacts.CARD, quiet=True)
+model_panel(card_in_use)
+data_panel(card_in_use)
+st.sidebar.caption(f"Artifacts: `{places.shown_path(places.artifacts_dir())}`")
 try:
     page.run()
 finally:  # also after st.stop() / st.rerun(), which raise

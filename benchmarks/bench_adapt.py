@@ -27,13 +27,14 @@ def fit_per_retrain(settings, start, anchor_x, anchor_y, x, y):
     """adapt's retraining before HeadTrainer: a new head and a Keras `fit` per retrain."""
     import keras
 
-    from tumor_model import adapt
+    from tumor_model.config import LOCAL_SHARE
     from tumor_model.model import make_head
+    from tumor_model.site import adapt
 
     head = make_head(settings, anchor_x.shape[1])
     for name, weights in zip(adapt.HEAD_LAYERS, start, strict=True):
         head.get_layer(name).set_weights(weights)
-    share = adapt.LOCAL_SHARE
+    share = LOCAL_SHARE
     w_local = share * len(anchor_x) / ((1 - share) * len(x))
     ws = np.concatenate([np.ones(len(anchor_x)), np.full(len(x), w_local)]).astype(np.float32)
     head.compile(optimizer=keras.optimizers.Adam(adapt.HEAD_LR), loss="binary_crossentropy")
@@ -50,9 +51,9 @@ def fit_per_retrain(settings, start, anchor_x, anchor_y, x, y):
 
 
 def main(argv=None) -> int:
-    from tumor_model import adapt
     from tumor_model.config import Settings
     from tumor_model.model import make_head
+    from tumor_model.site import adapt
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--anchor", type=int, default=3000)

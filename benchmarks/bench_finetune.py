@@ -46,11 +46,11 @@ def measure(
     weights: str = "none",
 ) -> list[tuple[str, float]]:
     """[(what, images per second)] for the parts of a fine-tuning epoch."""
-    from tumor_model.augment import training_model
     from tumor_model.config import Settings
-    from tumor_model.feed import Batches
     from tumor_model.model import build_model, set_fine_tune
-    from tumor_model.train import compile_model
+    from tumor_model.training.augment import training_model
+    from tumor_model.training.feed import Batches
+    from tumor_model.training.train import compile_model
 
     if images < 2 or layers < 1 or size < 32:
         raise ValueError(

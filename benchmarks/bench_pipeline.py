@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 def extraction_rate(weights: str, data_dir: str, n: int) -> tuple[float, float, float]:
     """(images/s of uncached feature extraction, images/s of its reading + cropping part alone,
     head training seconds on cached features)."""
-    from tumor_model import features, split, train
     from tumor_model.config import Settings
     from tumor_model.model import build_model, input_size
+    from tumor_model.training import features, split, train
 
     with tempfile.TemporaryDirectory() as cache:
         settings = Settings(data_dirs=(data_dir,), weights=weights, cache_dir=cache)
@@ -85,7 +85,7 @@ def full_training(weights: str, data_dir: str) -> tuple[float, float]:
 def predict_latency(artifacts: str, n: int = 40) -> tuple[float, float]:
     from PIL import Image
 
-    from tumor_model.predict import Predictor
+    from tumor_model.serving.predict import Predictor
 
     predictor = Predictor(artifacts)
     samples = sorted((Path(artifacts) / "samples").glob("*.png"))

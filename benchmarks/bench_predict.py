@@ -18,9 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from tumor_model.explain import METHOD_NAMES, METHODS  # noqa: E402
-from tumor_model.imageio import load_scan  # noqa: E402
-from tumor_model.predict import Predictor  # noqa: E402
+from tumor_model.io.imageio import load_scan  # noqa: E402
+from tumor_model.serving.explain import METHOD_NAMES, METHODS  # noqa: E402
+from tumor_model.serving.predict import Predictor  # noqa: E402
 
 
 def _times(fn, n: int) -> np.ndarray:

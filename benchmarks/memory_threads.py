@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tumor_model.predict import Predictor  # noqa: E402
+from tumor_model.serving.predict import Predictor  # noqa: E402
 
 
 def rss_mib() -> float:

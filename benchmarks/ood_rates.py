@@ -269,7 +269,7 @@ GENERATORS = {
 def non_mri_images(per_kind: int = 24) -> list[dict]:
     """[{kind, name, image (PIL RGB), part}]: what is not a brain-MRI slice. Instances of each
     kind alternate between the "tune" and the "held" part (package photos by sorted name)."""
-    from tumor_model.imageio import load_image
+    from tumor_model.io.imageio import load_image
 
     out = []
     for i, (kind, name, img) in enumerate(_package_photos()):
@@ -294,8 +294,8 @@ def _rate(flags) -> str:
 
 
 def main(argv=None) -> int:
-    from tumor_model.pipeline import guard_table
-    from tumor_model.predict import Predictor
+    from tumor_model.release.pipeline import guard_table
+    from tumor_model.serving.predict import Predictor
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--artifacts", default="artifacts")

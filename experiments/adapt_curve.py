@@ -5,14 +5,14 @@ OASIS; (ii) each of 5 image-size folds of the Kaggle set, the model trained on t
 sizes + Figshare + OASIS. The model is the frozen stage (ImageNet MobileNetV2 features + head,
 the shipped recipe's settings, temperature folded in). For k labelled scans of the site (drawn
 stratified, `--draws` times) the three steps of `adapt` run on those k alone, exactly as the
-command runs them (tumor_model.adapt), and the rest of the site (no duplicate group of the k)
+command runs them (tumor_model.site.adapt), and the rest of the site (no duplicate group of the k)
 is the test. Prints and writes a JSON of pooled balanced accuracy, sensitivity and specificity
 with 95% bootstrap CIs per site kind, k and step.
 
     python experiments/adapt_curve.py --data-dir ../shared/data/brain-tumor-dataset \
         --data-dir ../shared/data/figshare-cheng-t1ce --data-dir ../shared/data/oasis-healthy \
-        --out docs/adapt_curve.json
-    python experiments/adapt_curve.py --table docs/adapt_curve.json   # the README's table
+        --out docs/lab/adapt_curve.json
+    python experiments/adapt_curve.py --table docs/lab/adapt_curve.json   # the README's table
 """
 
 from __future__ import annotations
@@ -28,10 +28,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tumor_model import adapt, data, evaluate, split  # noqa: E402
-from tumor_model.crossval import INNER_FOLDS, frozen_head, recorded_settings  # noqa: E402
-from tumor_model.features import extract_for  # noqa: E402
+from tumor_model import metrics  # noqa: E402
+from tumor_model.config import LOCAL_SHARE
+from tumor_model.evaluation.crossval import INNER_FOLDS, frozen_head, recorded_settings  # noqa: E402
 from tumor_model.model import fold_temperature  # noqa: E402
+from tumor_model.site import adapt
+from tumor_model.site.anchor import anchor_rows
+from tumor_model.training import data, split
+from tumor_model.training.features import extract_for  # noqa: E402
 
 KAGGLE = "brain-tumor-dataset"
 STEPS = ("before", "recalibrated", "retrained")
@@ -75,7 +79,7 @@ def draw(rng, y, groups, k):
 
 def retrained_step(share: float) -> str:
     """The step's name in the results: "retrained" at adapt's own local share."""
-    return "retrained" if share == adapt.LOCAL_SHARE else f"retrained, local share {share:g}"
+    return "retrained" if share == LOCAL_SHARE else f"retrained, local share {share:g}"
 
 
 SITE_NAMES = {  # the site kinds of `sites`, as the README's table names them
@@ -122,9 +126,9 @@ def main(argv=None) -> int:
     ap.add_argument("--boot", type=int, default=1000)
     ap.add_argument(
         "--local-share",
-        default=str(adapt.LOCAL_SHARE),
+        default=str(LOCAL_SHARE),
         help="the site's share of the retraining loss; several, comma-separated, run on the "
-        "same draws (a share other than adapt.LOCAL_SHARE is reported as its own step)",
+        "same draws (a share other than LOCAL_SHARE is reported as its own step)",
     )
     ap.add_argument(
         "--sites", default=None, help="comma-separated site names to run (default: all sites)"
@@ -150,7 +154,7 @@ def main(argv=None) -> int:
         if wanted is not None and name not in wanted:
             continue
         head, thr = model_for(x, table, train_mask, settings)
-        anchor = adapt.anchor_rows(table.assign(split=np.where(train_mask, "train", "other")))
+        anchor = anchor_rows(table.assign(split=np.where(train_mask, "train", "other")))
         ax, ay = x[anchor], y[anchor]
         trainer = adapt.HeadTrainer(
             settings, [head.get_layer(n).get_weights() for n in adapt.HEAD_LAYERS], x.shape[1]
@@ -165,10 +169,10 @@ def main(argv=None) -> int:
                 p_rest = p_site[np.isin(site, rest)]
                 p_local = p_site[np.isin(site, local)]
                 yl, yr = y[local], y[rest]
-                t, th = evaluate.decide(yl, p_local, True, -1.0)
+                t, th = metrics.decide(yl, p_local, True, -1.0)
                 got = {
                     "before": (p_rest, thr),
-                    "recalibrated": (evaluate.apply_temperature(p_rest, t), th),
+                    "recalibrated": (metrics.apply_temperature(p_rest, t), th),
                 }
                 for share in shares:
                     f, _, _, th_new = adapt.adapted_head(
@@ -180,7 +184,7 @@ def main(argv=None) -> int:
                         (yr, p, np.full(len(yr), th_step))
                     )
                 ba = {
-                    s: evaluate.point_metrics(evaluate.confusion(yr, p, th_step))[
+                    s: metrics.point_metrics(metrics.confusion(yr, p, th_step))[
                         "balanced_accuracy"
                     ]
                     for s, (p, th_step) in got.items()
@@ -195,7 +199,7 @@ def main(argv=None) -> int:
         yy = np.concatenate([a for a, _, _ in parts])
         pp = np.concatenate([b for _, b, _ in parts])
         tt = np.concatenate([c for _, _, c in parts])
-        m = evaluate.bootstrap(yy, pp, tt, args.boot, 0)
+        m = metrics.bootstrap(yy, pp, tt, args.boot, 0)
         results.append(
             {
                 "site": kind,

@@ -26,9 +26,10 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from tumor_model import augment, model, train
+from tumor_model import model
 from tumor_model.config import Settings
-from tumor_model.feed import Batches
+from tumor_model.training import augment, train
+from tumor_model.training.feed import Batches
 
 
 def keras_three(seed) -> list:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tumor_model import evaluate
+from tumor_model import metrics
 
 
 def load(folders: list[Path]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -35,10 +35,10 @@ def load(folders: list[Path]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
 
 
 def row(labels: dict, probs: dict) -> list[str]:
-    threshold = evaluate.choose_threshold(labels["val"], probs["val"])
+    threshold = metrics.choose_threshold(labels["val"], probs["val"])
     cells = [f"{threshold:.3f}"]
     for split in ("val", "test"):
-        m = evaluate.all_metrics(labels[split], probs[split], threshold)
+        m = metrics.all_metrics(labels[split], probs[split], threshold)
         cells += [f"{m[k]:.4f}" for k in ("accuracy", "roc_auc", "sensitivity", "ece")]
     return cells
 

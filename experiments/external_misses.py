@@ -2,7 +2,7 @@
 model never saw) by tumour type and by lesion size, at the model's own threshold.
 
     PYTHONPATH=. python experiments/external_misses.py artifacts \
-        --data-dir ../shared/data/figshare-cheng-t1ce --out docs/external_misses.json
+        --data-dir ../shared/data/figshare-cheng-t1ce --out docs/lab/external_misses.json
 
 Every slice of `boxes.csv` is predicted by `Predictor` (the path `predict` takes). The lesion size
 is the tumour box's share of the image (width x height, fractions of the image's sides), cut into
@@ -23,8 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tumor_model import evaluate  # noqa: E402
-from tumor_model.predict import Predictor  # noqa: E402
+from tumor_model import metrics  # noqa: E402
+from tumor_model.serving.predict import Predictor  # noqa: E402
 
 SIZES = ("small", "medium", "large")  # thirds of the box's share of the image
 
@@ -32,7 +32,7 @@ SIZES = ("small", "medium", "large")  # thirds of the box's share of the image
 def sensitivity(frame: pd.DataFrame, threshold: float, seed: int = 0) -> dict:
     """{slices, missed, sensitivity, ci_low, ci_high} of the tumour slices in `frame`."""
     p = frame.probability.to_numpy()
-    m = evaluate.bootstrap_point_metrics(np.ones(len(p), int), p, threshold, seed=seed)
+    m = metrics.bootstrap_point_metrics(np.ones(len(p), int), p, threshold, seed=seed)
     s = m["sensitivity"]
     return {
         "slices": int(len(p)),

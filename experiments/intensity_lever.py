@@ -16,8 +16,8 @@ random brain mask, so that "no skull" (OASIS is skull-stripped) stops meaning "h
 
     python experiments/intensity_lever.py --data-dir ../shared/data/brain-tumor-dataset \
         --data-dir ../shared/data/figshare-cheng-t1ce --data-dir ../shared/data/oasis-healthy \
-        [--lever skull-strip --out docs/skullstrip_lever.json]
-        [--lever label-smoothing --out docs/label_smoothing_lever.json]
+        [--lever skull-strip --out docs/lab/skullstrip_lever.json]
+        [--lever label-smoothing --out docs/lab/label_smoothing_lever.json]
 """
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tumor_model import data, evaluate, features, split  # noqa: E402
-from tumor_model.crossval import INNER_FOLDS, frozen_head, recorded_settings  # noqa: E402
-from tumor_model.imageio import foreground_mask, prepare  # noqa: E402
+from tumor_model import metrics  # noqa: E402
+from tumor_model.evaluation.crossval import INNER_FOLDS, frozen_head, recorded_settings  # noqa: E402
+from tumor_model.io.geometry import foreground_mask
+from tumor_model.io.imageio import prepare  # noqa: E402
 from tumor_model.model import build_model, input_size  # noqa: E402
+from tumor_model.training import data, features, split
 
 
 def randomise(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -95,7 +97,7 @@ def fold(x, x_aug, table, tr, va, test, settings):
     else:
         xs, t2 = x, table
     head, temperature, thr = frozen_head(xs, t2, tr, va, settings)
-    return evaluate.apply_temperature(head.predict(x[test], verbose=0).ravel(), temperature), thr
+    return metrics.apply_temperature(head.predict(x[test], verbose=0).ravel(), temperature), thr
 
 
 def inner_val(y, groups, rest, seed):
@@ -139,8 +141,8 @@ def main(argv=None) -> int:
             held = np.flatnonzero(src == s)
             probs[held], t = fold(x, extra, table, tr, va, held, run)
             thrs[held], tested[held] = t, True
-            per[s] = evaluate.point_metrics(evaluate.confusion(y[held], probs[held], t))
-        loso = evaluate.bootstrap(y[tested], probs[tested], thrs[tested], 500, 0)
+            per[s] = metrics.point_metrics(metrics.confusion(y[held], probs[held], t))
+        loso = metrics.bootstrap(y[tested], probs[tested], thrs[tested], 500, 0)
         # cross-source CV by image size
         cv_groups = split.fold_groups(table, "source")
         p2, t2 = np.zeros(len(y)), np.zeros(len(y))
@@ -148,9 +150,9 @@ def main(argv=None) -> int:
             tr, va = inner_val(y, cv_groups, rest, settings.seed + k)
             p2[test], t = fold(x, extra, table, tr, va, test, run)
             t2[test] = t
-        cv = evaluate.bootstrap(y, p2, t2, 500, 0)
+        cv = metrics.bootstrap(y, p2, t2, 500, 0)
         kag = src == "brain-tumor-dataset"
-        cv_k = evaluate.point_metrics(evaluate.confusion(y[kag], p2[kag], t2[kag]))
+        cv_k = metrics.point_metrics(metrics.confusion(y[kag], p2[kag], t2[kag]))
         result[name] = {
             "loso_pooled": {k: loso[k] for k in ("balanced_accuracy", "roc_auc", "ece")},
             "loso_sources": per,

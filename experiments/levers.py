@@ -18,10 +18,11 @@ import dataclasses
 import io
 import json
 
-from tumor_model import crossval, features, split
 from tumor_model.artifacts import CV_GROUPS
 from tumor_model.config import Settings
+from tumor_model.evaluation import crossval
 from tumor_model.model import build_model
+from tumor_model.training import features, split
 
 VARIANTS = {
     "squash": {"geometry": "squash", "stretch": False},

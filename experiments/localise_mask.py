@@ -4,7 +4,7 @@ SELECTION half of `neuroscan localise` (the report half is not read).
 Each map of four configurations is scored as it is ("raw"), multiplied by the head mask the
 benchmark uses ("head"), by that mask eroded by 8 px ("head-8", off the skull ring) and
 blurred (Gaussian sigma 4 px) then masked ("blur"): pointing game at 8 px and energy ratio,
-as `tumor_model.localise` defines them.
+as `tumor_model.evaluation.localise` defines them.
 
     PYTHONPATH=. python experiments/localise_mask.py --n 60
 """
@@ -19,9 +19,9 @@ import numpy as np
 from scipy.ndimage import binary_erosion, gaussian_filter
 
 from tumor_model import artifacts
-from tumor_model import localise as loc
-from tumor_model.explain import Explainer
-from tumor_model.predict import load_checked_model
+from tumor_model.evaluation import localise as loc
+from tumor_model.serving.explain import Explainer
+from tumor_model.serving.predict import load_checked_model
 
 CONFIGS = [
     ("layercam", ("block_6_expand_relu",)),

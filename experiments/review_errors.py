@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw, ImageOps
 
-from tumor_model.imageio import ImageLoadError, load_image
+from tumor_model.io.imageio import ImageLoadError, load_image
 
 THUMB = 112  # px, thumbnail side
 CAPTION = 30  # px of text under each thumbnail

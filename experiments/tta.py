@@ -20,8 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tumor_model import evaluate, features  # noqa: E402
-from tumor_model.predict import Predictor  # noqa: E402
+from tumor_model import metrics
+from tumor_model.serving.predict import Predictor  # noqa: E402
+from tumor_model.training import features  # noqa: E402
 
 
 def probabilities(model, pixels: np.ndarray) -> dict[str, np.ndarray]:
@@ -52,10 +53,10 @@ def main() -> None:
     ]
     print("| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|")
     for name in probs["val"]:
-        threshold = evaluate.choose_threshold(labels["val"], probs["val"][name])
+        threshold = metrics.choose_threshold(labels["val"], probs["val"][name])
         cells = [f"{threshold:.3f}"]
         for split in ("val", "test"):
-            m = evaluate.all_metrics(labels[split], probs[split][name], threshold)
+            m = metrics.all_metrics(labels[split], probs[split][name], threshold)
             cells += [f"{m['accuracy']:.4f}", f"{m['roc_auc']:.4f}", f"{m['ece']:.4f}"]
         print(f"| {name} | " + " | ".join(cells) + " |")
 

@@ -41,7 +41,7 @@ def sample_grid(split, samples, root) -> None:
     st.header("Sample images")
     if root and split is not None:
         frame = split_images(split, root)
-        st.caption(f"Random images from the dataset at `{tables.shown_path(root)}`.")
+        st.caption(f"Random images from the dataset at `{places.shown_path(root)}`.")
     elif samples is not None:
         frame = dataset.sample_images(samples, ART)
         st.caption(

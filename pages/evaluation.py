@@ -4,13 +4,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from tumor_model import artifacts, evaluate
-from tumor_model.dashboard import figures, places, tables
+from tumor_model import artifacts
+from tumor_model.dashboard import evaluation, figures, places, tables
+from tumor_model.metrics import confusion
 
 ART = places.page()
 preview = st.cache_data(places.load_preview, show_spinner=False, max_entries=512)
-threshold_metrics = st.cache_data(tables.threshold_metrics, show_spinner=False, max_entries=256)
-level = st.cache_data(tables.level, show_spinner=False, max_entries=8)
+threshold_metrics = st.cache_data(evaluation.threshold_metrics, show_spinner=False, max_entries=256)
+level = st.cache_data(evaluation.level, show_spinner=False, max_entries=8)
 CELLS = [
     ("tp", "True positives (TP)"),
     ("fn", "False negatives (FN)"),
@@ -55,7 +56,7 @@ def controls(default: float) -> tuple[float, bool]:
 
 
 def confusion_section(frame, threshold: float) -> None:
-    conf = evaluate.confusion(frame.label, frame.probability, threshold)
+    conf = confusion(frame.label, frame.probability, threshold)
     st.subheader("Confusion matrix")
     cols = st.columns(5)
     for col, (cell, label) in zip(cols, CELLS, strict=False):
@@ -66,9 +67,10 @@ def confusion_section(frame, threshold: float) -> None:
 
 def metrics_section(frame, block, threshold: float, default: float) -> dict:
     st.subheader("Metrics (95% bootstrap confidence intervals)")
-    stored = tables.stored_point_items(block, threshold, default)
+    stored = evaluation.stored_point_items(block, threshold, default)
     recomputed = stored is None
-    items = {**(stored or threshold_metrics(frame, threshold)), **tables.score_items(block, frame)}
+    scores = evaluation.score_items(block, frame)
+    items = {**(stored or threshold_metrics(frame, threshold)), **scores}
     st.dataframe(
         tables.metrics_frame(items),
         hide_index=True,
@@ -99,7 +101,7 @@ def curves_section(frame, items: dict, threshold: float) -> None:
     roc.plotly_chart(figures.roc_figure(frame, threshold, auc), key="eval_roc")
     pr.plotly_chart(figures.pr_figure(frame, threshold, ap), key="eval_pr")
     cal.plotly_chart(
-        figures.calibration_figure(tables.calibration_table(frame)), key="eval_calibration"
+        figures.calibration_figure(evaluation.calibration_table(frame)), key="eval_calibration"
     )
     st.caption(
         "Crosses: the current threshold. Reliability: the 10 equal-width bins of P(tumour) "
@@ -113,10 +115,10 @@ def open_image(path: str) -> None:
     st.session_state["eval_open"] = path
 
 
-def tiles(rows, root, key: str) -> None:
+def tiles(rows, key: str) -> None:
     cols = st.columns(COLUMNS)
     for i, row in enumerate(rows.itertuples(index=False)):
-        pixels, problem = preview(str(Path(root) / row.path), 192)
+        pixels, problem = preview(row.image, 192)
         with cols[i % COLUMNS]:
             if pixels is None:
                 st.caption(f"{row.caption}: cannot load ({problem})")
@@ -138,7 +140,8 @@ def gallery(test, threshold: float, root) -> None:
     if not root:
         st.caption("Set the dataset folder in the sidebar to see the images.")
         return
-    shown = tables.gallery_rows(test, threshold)
+    test = test.assign(image=places.image_paths(test, root))  # each source's own folder
+    shown = evaluation.gallery_rows(test, threshold)
     wrong = shown["misclassified"]
     pages = max(1, -(-len(wrong) // PER_PAGE))
     st.markdown(
@@ -149,20 +152,20 @@ def gallery(test, threshold: float, root) -> None:
         page = st.number_input(f"Page (of {pages})", 1, pages, key=f"eval_error_page_{pages}")
     else:
         page = 1
-    tiles(tables.page_of(wrong, page, PER_PAGE), root, "eval_open_wrong")
-    detail(test, threshold, root)
+    tiles(tables.page_of(wrong, page, PER_PAGE), "eval_open_wrong")
+    detail(test, threshold)
     least = shown["least confident"]
     st.markdown(f"**Least confident** ({len(least)}, one per duplicate group)")
-    tiles(least, root, "eval_open_least")
+    tiles(least, "eval_open_least")
 
 
-def detail(test, threshold: float, root) -> None:
+def detail(test, threshold: float) -> None:
     """The opened test image, large, with the Grad-CAM heat map of the model's decision."""
     path = st.session_state.get("eval_open")
     rows = test[test.path == path]
     if not path or rows.empty:
         return
-    row = tables.gallery_rows(rows, threshold)["least confident"].iloc[0]
+    row = evaluation.gallery_rows(rows, threshold)["least confident"].iloc[0]
     with st.container(border=True, key="eval_detail"):
         head, close = st.columns([5, 1], vertical_alignment="center")
         head.markdown(f"**{row.file}** · truth **{row.truth}** / predicted **{row.predicted}**")
@@ -171,18 +174,18 @@ def detail(test, threshold: float, root) -> None:
         )
         st.caption(f"`{row.path}` · P(tumour) = {row.probability:.3f} · group {row.group}")
         left, right = st.columns(2)
-        pixels, problem = preview(str(Path(root) / row.path), 512)
+        pixels, problem = preview(row.image, 512)
         if pixels is None:
             left.error(f"Cannot load {row.path}: {problem}")
             return
         left.image(pixels, caption=f"{row.file} (fitted to 512 px)", width="stretch")
         with right:
-            heat_map(Path(root) / row.path, row)
+            heat_map(Path(row.image), row)
 
 
 def heat_map(path: Path, row) -> None:
-    from tumor_model import overlay
-    from tumor_model.imageio import ImageLoadError, load_image
+    from tumor_model.io.imageio import ImageLoadError, load_image
+    from tumor_model.serving import overlay
 
     try:
         image = load_image(path)
@@ -212,11 +215,11 @@ card, metrics, predictions = (
 )
 if predictions is None:
     st.stop()
-test = tables.test_rows(predictions)
+test = evaluation.test_rows(predictions)
 if test.empty:
     st.warning("predictions.csv has no rows with split == 'test'.")
     st.stop()
-default = tables.default_threshold(card, metrics)
+default = evaluation.default_threshold(card, metrics)
 threshold, groups = controls(default)
 frame = level(test, groups)
 block = (metrics or {}).get(artifacts.TEST_GROUPS if groups else artifacts.TEST)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from tumor_model import artifacts
+from tumor_model.dashboard import card as model_card
 from tumor_model.dashboard import figures, places, tables
 
 places.page()
@@ -24,11 +25,11 @@ def model_section(card: dict) -> None:
     st.markdown(
         f"A **{card.get('backbone', '?')}** backbone {start}, a small classification head and a "
         "single sigmoid output: P(tumour). Images are read by content (JPEG, PNG, TIFF, DICOM), "
-        f"{geometry} and resized to {card.get('input_size', '?')} px. The decision threshold and a "
-        "temperature (calibration) were chosen on the validation split only."
+        f"{geometry} and resized to {card.get('input_size', '?')} px. "
+        + model_card.calibration_text(card)
     )
-    st.table(tables.model_facts(card), hide_index=True, hide_header=True, border="horizontal")
-    counts = tables.data_counts(card)
+    st.table(model_card.model_facts(card), hide_index=True, hide_header=True, border="horizontal")
+    counts = model_card.data_counts(card)
     if not counts.empty:
         st.markdown("**Training data**: images per split and class")
         table = counts.pivot(index="split", columns="class", values="count")
@@ -58,10 +59,13 @@ def evaluation_text() -> None:
 
 def headline_section(card: dict | None, metrics: dict) -> None:
     st.header("Results")
-    head = tables.headline_block(card, metrics)
+    note = model_card.results_note(card)
+    if note:
+        st.info(note, icon=":material/info:")
+    head = model_card.headline_block(card, metrics)
     if head:
         with st.container(border=True, key="overview_headline"):
-            st.markdown(tables.headline_text(metrics))
+            st.markdown(model_card.headline_text(metrics))
             for col, item in zip(st.columns(len(head)), head.values(), strict=True):
                 col.metric(item["label"], item["value"])
                 col.caption(item["ci"])

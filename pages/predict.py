@@ -2,33 +2,30 @@
 band, an out-of-distribution warning and a visual explanation of the predicted class.
 
 Uploaded scans stay in memory (Streamlit's upload manager): nothing is written to disk or logged.
-Only derived results (predictions, heat maps) are kept, in this session's state.
+Only derived results (predictions, heat maps) are kept, in this session's state. The logic is in
+`tumor_model.dashboard.predict`; this page reads the widgets and renders.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-from pathlib import Path
+from functools import partial
 
 import pandas as pd
 import streamlit as st
 
-from tumor_model import artifacts, dicom, localise
-from tumor_model import explain as ex
-from tumor_model import overlay as ov
-from tumor_model import volume as vol
+from tumor_model import artifacts
 from tumor_model.artifacts import ArtifactError
-from tumor_model.dashboard import download as dl
-from tumor_model.dashboard import places, tables
+from tumor_model.dashboard import places
+from tumor_model.dashboard import predict as pp
 from tumor_model.dashboard import volume as vv
 from tumor_model.dashboard.tables import SHOWN
-from tumor_model.imageio import ImageLoadError, load_scan
-from tumor_model.predict import Predictor
+from tumor_model.serving import explain as ex
+from tumor_model.serving import maps, volume_check
+from tumor_model.serving import overlay as ov
+from tumor_model.serving.predict import Predictor
 
 ART = places.page()
-CHUNK = 16  # scans per model call (one progress-bar step)
-CACHE_SIZE = 256  # results / heat maps kept per session
 
 
 def get_predictor(folder: str, stamp: float) -> Predictor:
@@ -37,17 +34,11 @@ def get_predictor(folder: str, stamp: float) -> Predictor:
     if places.predictor_loaded(folder, stamp):
         return places.predictor(folder, stamp)
     note = st.empty()
-    note.info(LOADING, icon=":material/hourglass_top:")
+    note.info(pp.LOADING, icon=":material/hourglass_top:")
     try:
         return places.predictor(folder, stamp)
     finally:
         note.empty()
-
-
-LOADING = (
-    "Loading the model: the first visit after the server starts takes several seconds "
-    "(TensorFlow and the network weights); later visits are instant."
-)
 
 
 @st.cache_resource(show_spinner="Preparing the explainer…", max_entries=2)
@@ -56,16 +47,8 @@ def get_explainer(folder: str, stamp: float) -> ex.Explainer:
     return get_predictor(folder, stamp).explainer()
 
 
-def _cache(name: str) -> dict:
-    store = st.session_state.setdefault("_predict_cache", {})
-    return store.setdefault(name, {})
-
-
-def _remember(cache: dict, key, value):
-    if len(cache) >= CACHE_SIZE:
-        cache.pop(next(iter(cache)))
-    cache[key] = value
-    return value
+def cache(name: str) -> dict:
+    return pp.session_cache(st.session_state, name)
 
 
 def gather_inputs(samples: pd.DataFrame | None) -> list[dict]:
@@ -103,48 +86,16 @@ def gather_inputs(samples: pd.DataFrame | None) -> list[dict]:
     return []
 
 
-def load_all(items: list[dict]) -> None:
-    """Decode every item (DICOM frame from its slider's state); errors are kept per item."""
-    for item in items:
-        item["key"] = hashlib.sha256(item["data"]).hexdigest()[:20] + "|" + item["name"]
-        item["frame_key"] = f"predict_frame_{item['key'][:20]}"
-        frame = st.session_state.get(item["frame_key"])
-        item["frame"] = None if frame is None else int(frame) - 1
-        try:
-            item["image"], item["dicom"] = load_scan(item["data"], item["name"], item["frame"])
-        except ImageLoadError as err:
-            item["error"] = str(err)
-        except Exception as err:  # noqa: BLE001 - UI boundary: one bad file never stops a batch
-            item["error"] = f"{item['name']!r}: could not be read ({type(err).__name__})"
-
-
 def predict_all(predictor: Predictor, items: list[dict], stamp: float) -> None:
     """Predict the loaded items (cached per content, name, frame and model), with progress."""
-    cache = _cache("results")
-    todo = []
-    for item in items:
-        if "error" in item:
-            continue
-        key = (stamp, item["key"], item["frame"])
-        if key in cache:
-            item["result"] = cache[key]
-        else:
-            todo.append((key, item))
+    results = cache("results")
+    todo = pp.pending(items, results, stamp)
     bar = st.progress(0.0, text=f"Predicting {len(todo)} scans…") if len(todo) > 1 else None
     start = time.perf_counter()
-    for first in range(0, len(todo), CHUNK):
-        chunk = todo[first : first + CHUNK]
-        try:
-            pairs = predictor.predict_images([item["image"] for _, item in chunk])
-        except Exception as err:  # noqa: BLE001 - UI boundary: report, never crash
-            for _, item in chunk:
-                item["error"] = f"{item['name']!r}: prediction failed ({type(err).__name__})"
-            continue
-        for (key, item), (probability, score) in zip(chunk, pairs, strict=True):
-            result = predictor.result(item["name"], probability, score, item["image"]).to_dict()
-            item["result"] = _remember(cache, key, result)
+    for first in range(0, len(todo), pp.CHUNK):
+        pp.predict_chunk(predictor, todo[first : first + pp.CHUNK], results)
         if bar is not None:
-            done = min(first + CHUNK, len(todo))
+            done = min(first + pp.CHUNK, len(todo))
             bar.progress(done / len(todo), text=f"Predicted {done} of {len(todo)} scans")
     if bar is not None:
         seconds = time.perf_counter() - start
@@ -152,7 +103,7 @@ def predict_all(predictor: Predictor, items: list[dict], stamp: float) -> None:
 
 
 def batch_section(items: list[dict]) -> None:
-    table = tables.results_frame(items)
+    table = pp.results_frame(items)
     good, bad = table[table.error.eq("")], table[table.error.ne("")]
     st.subheader(f"Results: {len(good)} predicted, {len(bad)} could not be read")
     if len(good):
@@ -183,23 +134,16 @@ def batch_section(items: list[dict]) -> None:
 
 def prediction_panel(predictor: Predictor, item: dict) -> None:
     res = item["result"]
-    label = SHOWN.get(res["label"], res["label"])
     c1, c2, c3 = st.columns(3)
     c1.metric("P(tumour)", f"{res['probability']:.3f}")
-    c2.metric("Decision", label)
+    c2.metric("Decision", SHOWN.get(res["label"], res["label"]))
     c3.metric("Threshold", f"{res['threshold']:.3f}")
-    band = res["band"]
-    (st.warning if band.startswith("uncertain") else st.info)(
-        f"**{band[0].upper()}{band[1:]}.** P(tumour) {res['probability']:.1%} against a threshold "
-        f"of {res['threshold']:.1%} chosen on validation scans.",
-        icon=":material/psychology:",
+    uncertain = res["band"].startswith("uncertain")
+    (st.warning if uncertain else st.info)(
+        pp.band_text(res, predictor.card), icon=":material/psychology:"
     )
     if res["out_of_distribution"]:
-        st.warning(
-            f"**Unusual image, predicted anyway: {res.get('ood_reason') or ''}.** The prediction "
-            "above is unreliable; check that this is an axial brain MRI slice.",
-            icon=":material/warning:",
-        )
+        st.warning(pp.unusual_text(res), icon=":material/warning:")
 
 
 def not_mri_panel(predictor: Predictor, item: dict) -> bool:
@@ -208,12 +152,7 @@ def not_mri_panel(predictor: Predictor, item: dict) -> bool:
     res = item["result"]
     if res.get("is_mri", True):
         return True
-    reason = res.get("ood_reason") or ""
-    st.error(
-        f"**No verdict: {reason[0].upper()}{reason[1:]}.** NeuroScan only reads brain-MRI slices; "
-        "no band and no heat map are given for this image.",
-        icon=":material/block:",
-    )
+    st.error(pp.no_verdict_text(res), icon=":material/block:")
     anyway = st.toggle(
         "Predict anyway",
         key=f"predict_anyway_{item['key'][:20]}",
@@ -238,21 +177,11 @@ def dicom_panel(item: dict) -> None:
             help="The prediction and the explanation are for this frame (default: the middle).",
         )
     with st.expander("DICOM information (non-identifying tags only)"):
-        allowed = {*dicom.INFO_TAGS, "TransferSyntax"}  # defence in depth: the allowlist only
-        rows = [{"tag": k, "value": str(v)} for k, v in scan.info.items() if k in allowed]
-        st.dataframe(
-            pd.DataFrame(rows, columns=["tag", "value"]),
-            hide_index=True,
-            key=f"predict_dicom_{item['frame_key']}",
-        )
+        st.dataframe(pp.dicom_rows(scan), hide_index=True, key=f"predict_dicom_{item['frame_key']}")
 
 
-def explanation_panel(predictor: Predictor, item: dict, stamp: float) -> None:
-    st.subheader("Why: explanation map")
-    line = localise.benchmark_line(ART, predictor.card.get("model_sha256"))
-    if line:
-        st.caption(line)
-    default, default_layers = localise.default_explanation(ART, predictor.model)
+def explanation_controls(default: str) -> tuple[str, tuple]:
+    """(method, (alpha, colour map)) from the explanation widgets; `default`: the model's."""
     c1, c2, c3 = st.columns(3)
     method = c1.selectbox(
         "Method",
@@ -264,25 +193,37 @@ def explanation_panel(predictor: Predictor, item: dict, stamp: float) -> None:
     )
     alpha = c2.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="predict_alpha")
     colormap = c3.selectbox("Colour map", tuple(ov.COLORMAPS), key="predict_colormap")
+    return method, (alpha, colormap)
+
+
+def explanation(item: dict, pixels, method: str, target: int, layers, stamp: float):
+    """The map of `method` on `layers` for the scan (cached), or None after an error."""
+    key = pp.map_key(stamp, item, method, target, layers)
+    try:
+        with st.spinner(f"Computing {ex.METHOD_NAMES[method]}…"):
+            return pp.cached_map(
+                partial(get_explainer, str(ART), stamp), cache("maps"), key, pixels
+            )
+    except ArtifactError as err:
+        st.error(str(err), icon=":material/error:")
+    except Exception as err:  # noqa: BLE001 - UI boundary: the prediction stays on screen
+        st.error(f"Could not compute the explanation ({type(err).__name__}).")
+    return None
+
+
+def explanation_panel(predictor: Predictor, item: dict, stamp: float) -> None:
+    st.subheader("Why: explanation map")
+    line = maps.benchmark_line(ART, predictor.card.get("model_sha256"))
+    if line:
+        st.caption(line)
+    default = maps.default_explanation(ART, predictor.model)
+    method, look = explanation_controls(default[0])
     target = predictor.class_names.index(item["result"]["label"])
     shown = SHOWN[predictor.class_names[target]]
-    cache = _cache("maps")
-    layers = default_layers if method == default else None  # the chosen layer(s), else last_conv
-    key = (stamp, item["key"], item["frame"], method, target, layers)
     pixels = predictor.pixels(item["image"])
-    if key not in cache:
-        try:
-            with st.spinner(f"Computing {ex.METHOD_NAMES[method]}…"):
-                expl = get_explainer(str(ART), stamp).explain(pixels, method, target, layers)
-        except ArtifactError as err:
-            st.error(str(err), icon=":material/error:")
-            return
-        except Exception as err:  # noqa: BLE001 - UI boundary: the prediction stays on screen
-            st.error(f"Could not compute the explanation ({type(err).__name__}).")
-            return
-        _remember(cache, key, expl)
-    expl = cache[key]
-    picture = ov.overlay(pixels, expl.heatmap, alpha, colormap)
+    expl = explanation(item, pixels, method, target, pp.layers_for(method, default), stamp)
+    if expl is None:
+        return
     left, right = st.columns(2)
     left.image(
         pixels,
@@ -291,73 +232,61 @@ def explanation_panel(predictor: Predictor, item: dict, stamp: float) -> None:
         alt="model input",
     )
     right.image(
-        picture,
+        ov.overlay(pixels, expl.heatmap, *look),
         caption=f"{ex.METHOD_NAMES[method]} overlay: evidence for “{shown}”",
         width="stretch",
         alt="explanation overlay",
     )
-    st.caption(
-        f"Highlighted: regions that pushed the model towards **{shown}**, the predicted class "
-        f"({ex.METHOD_NAMES[method]}{' on ' + ' + '.join(expl.layers) if expl.layers else ''}, "
-        f"{expl.seconds:.1f} s). Red = strongest with the jet colour "
-        "map. A heat map shows where the model looked, not proof of a lesion."
-    )
+    st.caption(pp.explanation_caption(method, expl, shown))
     if expl.empty:
         st.info(f"No region pushed the model towards {shown}: the map is empty.")
-    res = item["result"]
-    caption = f"P(tumour) {res['probability']:.3f} · decision: {shown} · {ex.METHOD_NAMES[method]}"
-    full = dl.annotated_overlay(
-        item["image"], expl.heatmap, predictor.geometry, caption, alpha, colormap
-    )
     st.download_button(
-        "Download overlay (PNG, {}x{} px like the scan)".format(*item["image"].size),
-        ov.to_png(full),
-        file_name=f"{Path(item['name']).stem}_{method}.png",
+        **pp.overlay_download(item, expl, predictor.geometry, method, look),
         mime="image/png",
         key="predict_overlay_png",
         help="The heat map on the scan at its own resolution, with P(tumour), the decision, "
         "the method and the colour bar written below it.",
     )
-    compare_methods(item, pixels, target, stamp, (alpha, colormap), (default, default_layers))
+    compare_methods(item, pixels, target, stamp, look, default)
 
 
-def compare_methods(item: dict, pixels, target: int, stamp: float, look, chosen) -> None:
+def compare_methods(item: dict, pixels, target: int, stamp: float, look, default) -> None:
     """Every explanation method side by side on the same scan, each on the layers the single
-    map uses (`chosen` = (default method, its layers)) and cached with it; `look` = (alpha,
+    map uses (`default` = (default method, its layers)) and cached with it; `look` = (alpha,
     colour map)."""
     if not st.toggle("Compare all methods side by side", key="predict_compare"):
         return
-    (alpha, colormap), (default, default_layers) = look, chosen
-    cache = _cache("maps")
+    explainer = partial(get_explainer, str(ART), stamp)  # built only when a map is computed
     for col, method in zip(st.columns(len(ex.METHODS)), ex.METHODS, strict=True):
-        layers = default_layers if method == default else None
-        key = (stamp, item["key"], item["frame"], method, target, layers)
-        if key not in cache:
-            try:
-                with st.spinner(f"Computing {ex.METHOD_NAMES[method]}…"):
-                    explainer = get_explainer(str(ART), stamp)
-                    _remember(cache, key, explainer.explain(pixels, method, target, layers))
-            except Exception as err:  # noqa: BLE001 - UI boundary: the other maps stay
-                col.error(f"{ex.METHOD_NAMES[method]}: failed ({type(err).__name__}).")
-                continue
-        expl = cache[key]
+        key = pp.map_key(stamp, item, method, target, pp.layers_for(method, default))
+        try:
+            with st.spinner(f"Computing {ex.METHOD_NAMES[method]}…"):
+                expl = pp.cached_map(explainer, cache("maps"), key, pixels)
+        except Exception as err:  # noqa: BLE001 - UI boundary: the other maps stay
+            col.error(f"{ex.METHOD_NAMES[method]}: failed ({type(err).__name__}).")
+            continue
         col.image(
-            ov.overlay(pixels, expl.heatmap, alpha, colormap),
+            ov.overlay(pixels, expl.heatmap, *look),
             caption=f"{ex.METHOD_NAMES[method]} ({expl.seconds:.1f} s)",
             width="stretch",
             alt="method comparison",
         )
 
 
+def pick(good: list[dict], label: str, key: str) -> dict:
+    """One of several items, by a selectbox of their numbered names (the first without one)."""
+    if len(good) == 1:
+        return good[0]
+    names = [f"{i + 1}. {it['name']}" for i, it in enumerate(good)]
+    chosen = st.selectbox(label, names, key=key)
+    return good[names.index(chosen)] if chosen in names else good[0]
+
+
 def detail_section(predictor: Predictor, items: list[dict], stamp: float) -> None:
     good = [item for item in items if "result" in item]
     if not good:
         return
-    item = good[0]
-    if len(good) > 1:
-        names = [f"{i + 1}. {it['name']}" for i, it in enumerate(good)]
-        pick = st.selectbox("Explain one scan", names, key="predict_pick")
-        item = good[names.index(pick)] if pick in names else good[0]
+    item = pick(good, "Explain one scan", "predict_pick")
     st.header(item["name"])
     dicom_panel(item)
     if not not_mri_panel(predictor, item):
@@ -367,8 +296,6 @@ def detail_section(predictor: Predictor, items: list[dict], stamp: float) -> Non
 
 
 # ----------------------------------------------------------------------------- volumes
-
-VOLUME_CACHE = 2  # volumes (all their slices) kept per session
 
 
 def read_volumes(predictor: Predictor, volumes: list[dict], stamp: float) -> list[dict]:
@@ -381,44 +308,16 @@ def read_volumes(predictor: Predictor, volumes: list[dict], stamp: float) -> lis
         if key not in store:
             try:
                 with st.spinner(f"Predicting every slice of {item['name']}…"):
-                    volume = vol.load_volume(item["data"], item["names"])
-                    result = vol.predict_volume(predictor, volume)
-            except ImageLoadError as err:
-                failed.append({"name": item["name"], "error": str(err), "index": item["index"]})
-                continue
+                    pp.remember(store, key, pp.read_volume(predictor, item), pp.VOLUME_CACHE)
             except Exception as err:  # noqa: BLE001 - UI boundary: one bad volume never stops a batch
-                reason = f"{item['name']!r}: could not be read ({type(err).__name__})"
-                failed.append({"name": item["name"], "error": reason, "index": item["index"]})
+                failed.append(pp.volume_error(item, err))
                 continue
-            while len(store) >= VOLUME_CACHE:
-                store.pop(next(iter(store)))
-            store[key] = (volume, result)
         item["volume"], item["result"] = store[key]
     return failed
 
 
-def slice_maps(item: dict, index: int, stamp: float):
-    """(model input, Grad-CAM overlay, what it explains) of a volume slice (0-based), cached."""
-    cache = _cache("maps")
-    key = (stamp, item["key"], "slice", index, vv.METHOD)
-    if key not in cache:
-        predictor = get_predictor(str(ART), stamp)
-        explainer = get_explainer(str(ART), stamp)
-        target = vv.target(item["result"], index)
-        _remember(cache, key, vv.slice_overlay(predictor, explainer, item["volume"], index, target))
-    return cache[key]
-
-
-def volume_section(predictor: Predictor, volumes: list[dict], stamp: float) -> None:
-    good = [item for item in volumes if "result" in item]
-    if not good:
-        return
-    item = good[0]
-    if len(good) > 1:
-        st.dataframe(vv.volumes_frame(good), hide_index=True, key="predict_volumes_table")
-        names = [f"{i + 1}. {it['name']}" for i, it in enumerate(good)]
-        pick = st.selectbox("Show one volume", names, key="predict_volume_pick")
-        item = good[names.index(pick)] if pick in names else good[0]
+def volume_header(predictor: Predictor, item: dict) -> int:
+    """The verdict, the rule, the per-slice chart and the slice slider; returns the slice."""
     result, volume = item["result"], item["volume"]
     st.header(item["name"])
     c1, c2, c3 = st.columns(3)
@@ -426,13 +325,13 @@ def volume_section(predictor: Predictor, volumes: list[dict], stamp: float) -> N
     c2.metric("Slices", f"{volume.n_slices} ({volume.info.get('axis', '?')})")
     c3.metric("Highest P(tumour)", f"{max(result['probabilities']):.3f}")
     st.markdown(vv.verdict_text(result))
-    st.caption(vv.check_text(predictor.card.get("model_sha256")))
+    st.caption(volume_check.check_line(ART, predictor.card.get("model_sha256")))
     slider_key = f"predict_slice_{item['key']}"
     chosen = int(st.session_state.get(slider_key, vv.first_shown(result)))
     st.plotly_chart(
         vv.probability_figure(result, chosen), key=f"predict_volume_chart_{item['key']}"
     )
-    chosen = st.slider(
+    return st.slider(
         f"Slice (of {volume.n_slices}, {volume.info.get('order', '')})",
         1,
         volume.n_slices,
@@ -440,32 +339,35 @@ def volume_section(predictor: Predictor, volumes: list[dict], stamp: float) -> N
         key=slider_key,
         help="Starts on the most suspicious slice; the chart's vertical line follows it.",
     )
-    top = result["most_suspicious"]
+
+
+def volume_section(predictor: Predictor, volumes: list[dict], stamp: float) -> None:
+    good = [item for item in volumes if "result" in item]
+    if not good:
+        return
+    if len(good) > 1:
+        st.dataframe(vv.volumes_frame(good), hide_index=True, key="predict_volumes_table")
+    item = pick(good, "Show one volume", "predict_volume_pick")
+    chosen = volume_header(predictor, item)
+    default = maps.default_explanation(ART, predictor.model)  # as a single scan gets
     try:
-        pixels, picture, target = slice_maps(item, chosen - 1, stamp)
-        tops = [slice_maps(item, number - 1, stamp)[1:] for number in top]
+        model = (predictor, get_explainer(str(ART), stamp), stamp)
+        views = pp.slice_views(model, item, chosen, default, cache("maps"))
     except Exception as err:  # noqa: BLE001 - UI boundary: the verdict stays on screen
         st.error(f"Could not compute the explanation ({type(err).__name__}).")
         return
-    res = result["slices"][chosen - 1]
     left, right = st.columns(2)
-    left.image(pixels, caption=f"Slice {chosen}: model input", width="stretch", alt="slice input")
-    right.image(
-        picture,
-        caption=vv.slice_caption(res, target),
-        width="stretch",
-        alt="slice overlay",
+    left.image(
+        views["input"], caption=f"Slice {chosen}: model input", width="stretch", alt="slice input"
     )
+    right.image(*views["chosen"], width="stretch", alt="slice overlay")
     st.subheader("Most suspicious slices")
-    for col, number, (picture, target) in zip(st.columns(len(top)), top, tops, strict=True):
-        col.image(
-            picture,
-            caption=vv.slice_caption(result["slices"][number - 1], target),
-            width="stretch",
-            alt="suspicious slice overlay",
-        )
+    for col, (picture, caption) in zip(st.columns(len(views["top"])), views["top"], strict=True):
+        col.image(picture, caption=caption, width="stretch", alt="suspicious slice overlay")
     with st.expander("Volume geometry (non-identifying)"):
-        st.dataframe(vv.info_frame(volume.info), hide_index=True, key=f"predict_geo_{item['key']}")
+        st.dataframe(
+            vv.info_frame(item["volume"].info), hide_index=True, key=f"predict_geo_{item['key']}"
+        )
 
 
 st.title("Predict")
@@ -484,7 +386,7 @@ if not items:
     st.stop()
 
 volumes, items = vv.split_uploads(items)
-load_all(items)
+pp.load_all(items, st.session_state)
 items = vv.merge(items, read_volumes(predictor, volumes, stamp))
 predict_all(predictor, items, stamp)
 for item in items:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from tumor_model import artifacts
 from tumor_model.dashboard import figures, places, tables
+from tumor_model.dashboard import history as runs
 
 places.page()
 
@@ -14,7 +15,7 @@ def figure(history):
 
 
 def chosen(history) -> None:
-    best = tables.chosen_epoch(history)
+    best = runs.chosen_epoch(history)
     st.subheader(f"Chosen epoch: {best.phase} epoch {int(best.epoch)} (lowest validation loss)")
     cols = st.columns(4)
     cols[0].metric("Validation loss", f"{best.val_loss:.4f}")
@@ -34,7 +35,7 @@ if history is not None and len(history):
     chosen(history)
     st.plotly_chart(figure(history), key="training_curves")
     st.subheader("Per phase")
-    st.dataframe(tables.phase_summary(history), hide_index=True, key="training_phases")
+    st.dataframe(runs.phase_summary(history), hide_index=True, key="training_phases")
     with st.expander("history.csv", key="training_raw"):
         st.dataframe(history, hide_index=True, key="training_history")
 elif history is not None:

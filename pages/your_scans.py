@@ -4,9 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from tumor_model import adapt, artifacts
+from tumor_model import artifacts
+from tumor_model.config import LOCAL_SHARE
 from tumor_model.dashboard import places, site
-from tumor_model.dashboard.tables import shown_path
+from tumor_model.site import adapt
 
 folder = places.page()
 
@@ -33,7 +34,7 @@ out_name = st.text_input(
     key="site_out",
 )
 share = st.slider(
-    "Weight of your scans in the head's loss", 0.1, 0.9, adapt.LOCAL_SHARE, 0.1, key="site_share"
+    "Weight of your scans in the head's loss", 0.1, 0.9, LOCAL_SHARE, 0.1, key="site_share"
 )
 
 
@@ -73,8 +74,8 @@ if record:
     written = st.session_state.get("site_written")
     if written:
         st.info(
-            f"The adapted model is in `{shown_path(written)}`: use it with "
-            f"`neuroscan predict --artifacts {shown_path(written)}` or here.",
+            f"The adapted model is in `{places.shown_path(written)}`: use it with "
+            f"`neuroscan predict --artifacts {places.shown_path(written)}` or here.",
             icon=":material/check_circle:",
         )
         st.button(

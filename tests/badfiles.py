@@ -2,7 +2,7 @@
 
 Everything is made by code, in memory, in well under a second:
 
-- `bad_files()`: name -> bytes that `tumor_model.imageio.load_image` must refuse with an
+- `bad_files()`: name -> bytes that `tumor_model.io.imageio.load_image` must refuse with an
   `ImageLoadError` naming the file. Keys are file names; their extensions lie on purpose where
   the entry is about a lying extension.
 - `odd_files()`: name -> bytes of VALID but unusual inputs that must load as RGB; `ODD_SIZES`
@@ -74,7 +74,7 @@ def valid_image_bytes(fmt: str, mode: str = "RGB", size: tuple[int, int] = (64, 
 
     fmt "DICOM" builds an MR slice (16-bit MONOCHROME2, values 0..1000, window 500/1000)
     carrying FAKE patient tags (name "Doe^Jane", ID "PID-0001", birth date 19700101) so that
-    tests can check they never leave `tumor_model.dicom`.
+    tests can check they never leave `tumor_model.io.dicom`.
     """
     fmt = fmt.upper()
     if fmt == "DICOM":

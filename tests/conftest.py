@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -110,11 +112,35 @@ def make_site(root: Path, tumours=12, healthy=12, seed=5, size=(72, 72)) -> Path
     return root
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """`build(folder)` run once per test run, not once per `-n auto` worker: the first worker to
+    take the lock builds `name` in the run's temporary folder (shared by the workers), the others
+    wait for it and reuse it. Readers only: a test that changes what is built works on a copy."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = shared / "once" / name, shared / "once" / f"{name}.done"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(shared / "once" / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
+def _dataset_with_facts(folder: Path) -> None:
+    facts = make_dataset(folder / "brain-tumor-dataset")
+    (folder / "facts.pickle").write_bytes(pickle.dumps(facts))
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("data") / "brain-tumor-dataset"
-    facts = make_dataset(root)
-    return root, facts
+    """The generated dataset (read only: built once per run), and the facts planted in it."""
+    folder = built_once(tmp_path_factory, "data", _dataset_with_facts)
+    return folder / "brain-tumor-dataset", pickle.loads((folder / "facts.pickle").read_bytes())
 
 
 def tiny_settings(root: Path, out_dir: Path, **kw):
@@ -140,14 +166,68 @@ def tiny_settings(root: Path, out_dir: Path, **kw):
     return Settings(**values)
 
 
+def calibrated_weights(path: Path, size: int = 32, seed: int = 0) -> Path:
+    """A random MobileNetV2 (no top) whose BatchNorm statistics are measured on generated scans,
+    saved as a weights file for `Settings.weights` (about 3 s). Left as built (moving mean 0,
+    variance 1), a random MobileNetV2's activations shrink about 30-fold per block: its pooled
+    features are ~1e-12, zeros once stored as float16, and a model on them answers 0.5 to every
+    scan. Calibrated, each BatchNorm standardises its input, as in a trained network, so the
+    features of two scans differ (random features, not learned ones)."""
+    import keras
+    from keras import ops
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    grey = np.stack([fake_scan(rng, bool(i % 2), (size, size)) for i in range(32)])
+    x = np.repeat(grey[..., None], 3, axis=-1).astype("float32") / 127.5 - 1.0  # "tf" mode
+    base = keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(size, size, 3)
+    )
+    norm = keras.layers.BatchNormalization
+    call = norm.call
+
+    def calibrating(self, inputs, training=None, mask=None):  # one eager pass, layer by layer
+        self.moving_mean.assign(ops.mean(inputs, axis=(0, 1, 2)))
+        self.moving_variance.assign(ops.var(inputs, axis=(0, 1, 2)) + 1e-3)
+        return call(self, inputs, training=False, mask=mask)
+
+    norm.call = calibrating
+    try:
+        base(x, training=False)
+    finally:
+        norm.call = call
+    base.save_weights(path)
+    return path
+
+
 @pytest.fixture(scope="session")
-def tiny_artifacts(tiny_dataset, tmp_path_factory) -> Path:
-    """A tiny model trained end to end on the generated dataset (random MobileNetV2, 32 px)."""
-    from tumor_model import pipeline
+def tiny_weights(tmp_path_factory) -> Path:
+    """`calibrated_weights` for 32 px tiny models (pass as `weights=str(tiny_weights)`)."""
+    name = "mobilenetv2_32px_calibrated.weights.h5"
+
+    def calibrate(folder: Path) -> None:
+        folder.mkdir()
+        calibrated_weights(folder / name)
+
+    return built_once(tmp_path_factory, "weights", calibrate) / name
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tiny_dataset, tiny_weights, tmp_path_factory) -> Path:
+    """A tiny model trained end to end on the generated dataset (random MobileNetV2 with
+    calibrated BatchNorm statistics, 32 px, about a minute): trained once per test run, and
+    copied once per `-n auto` worker, so that a test that rewrites a file of it (e.g. `cv` into
+    metrics.json) does so in its own process only."""
+    from tumor_model.release import pipeline
 
     root, _ = tiny_dataset
-    out = tmp_path_factory.mktemp("run") / "artifacts"
-    return pipeline.run(tiny_settings(root, out), cv_folds=3)
+
+    def train(folder: Path) -> None:
+        settings = tiny_settings(root, folder / "artifacts", weights=str(tiny_weights))
+        pipeline.train_and_write(settings, cv_folds=3)
+
+    trained = built_once(tmp_path_factory, "run", train) / "artifacts"
+    return Path(shutil.copytree(trained, tmp_path_factory.mktemp("run") / "artifacts"))
 
 
 def cli(*args: str, env: dict | None = None, timeout: int = 600):

@@ -9,8 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
-from tumor_model import adapt, artifacts, evaluate_folder
-from tumor_model.predict import Predictor
+from tumor_model import artifacts
+from tumor_model.evaluation import evaluate_folder
+from tumor_model.serving.predict import Predictor
+from tumor_model.site import adapt
+from tumor_model.site.anchor import anchor_rows, load_anchor
 
 from conftest import cli, make_site
 
@@ -26,9 +29,9 @@ def test_anchor_rows_one_per_group_and_balanced():
             "source": ["a"] * 10,
         }
     )
-    rows = adapt.anchor_rows(table, n=100)
+    rows = anchor_rows(table, n=100)
     assert list(rows) == [0, 2, 3, 4, 5, 6, 7]  # one file of group 0, no test rows
-    few = adapt.anchor_rows(table, n=4)
+    few = anchor_rows(table, n=4)
     assert len(few) == 4 and set(table.label[few]) == {0, 1}
 
 
@@ -55,7 +58,7 @@ def test_retrained_head_learns_the_local_scans(tiny_artifacts):
     model = adapt.Model.load(tiny_artifacts)
     settings = model.settings
     rng = np.random.default_rng(1)
-    dim = adapt.load_anchor(tiny_artifacts)[0].shape[1]
+    dim = load_anchor(tiny_artifacts)[0].shape[1]
     anchor_x = rng.normal(0, 1, (200, dim)).astype(np.float32)
     anchor_y = (anchor_x[:, 0] > 0).astype(int)  # the training sources: feature 0 tells
     x = rng.normal(0, 1, (40, dim)).astype(np.float32)
@@ -72,7 +75,7 @@ def test_every_retrain_starts_from_the_models_head(tiny_artifacts):
     retrained before it, and a predictor it returned keeps its weights when the head is
     retrained again."""
     model = adapt.Model.load(tiny_artifacts)
-    anchor_x, anchor_y = adapt.load_anchor(tiny_artifacts)
+    anchor_x, anchor_y = load_anchor(tiny_artifacts)
     rng = np.random.default_rng(2)
     x = rng.normal(0, 1, (30, anchor_x.shape[1])).astype(np.float32)
     y = np.tile([0, 1], 15)
@@ -172,8 +175,8 @@ def test_missing_anchor_names_the_file_and_anchor_rebuilds_it(tiny_artifacts, tm
     shutil.copytree(tiny_artifacts, folder)
     (folder / artifacts.ANCHOR).unlink()
     with pytest.raises(artifacts.ArtifactError, match="anchor.npz"):
-        adapt.load_anchor(folder)
+        load_anchor(folder)
     done = cli("anchor", "--artifacts", str(folder))
     assert done.returncode == 0, done.stderr
-    x, y = adapt.load_anchor(folder)
+    x, y = load_anchor(folder)
     assert len(x) == json.loads(done.stdout)["rows"] and set(y) == {0, 1}

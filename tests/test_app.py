@@ -24,7 +24,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tumor_model.artifacts import PROTOCOLS, REBUILD
-from tumor_model.dashboard import dataset, tables
+from tumor_model.dashboard import card as model_card
+from tumor_model.dashboard import dataset, evaluation, places, tables
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "streamlit_app.py"
@@ -57,10 +58,11 @@ def art() -> Path:
 
 
 @pytest.fixture
-def app(art, monkeypatch):
-    """The app on the shipped artifacts, without a dataset."""
+def app(art, monkeypatch, tmp_path):
+    """The app on the shipped artifacts, without a dataset: $NEUROSCAN_DATA_DIR names a folder
+    that does not exist (the dashboard would otherwise find ../shared/data by itself)."""
     monkeypatch.setenv("NEUROSCAN_ARTIFACTS", str(art))
-    monkeypatch.delenv("NEUROSCAN_DATA_DIR", raising=False)
+    monkeypatch.setenv("NEUROSCAN_DATA_DIR", str(tmp_path / "no-dataset"))
     return AppTest.from_file(str(APP), default_timeout=60)
 
 
@@ -98,7 +100,7 @@ def _open(at: AppTest, page: str) -> AppTest:
 # ----------------------------------------------------------------------------- shell
 
 
-def test_shell_sidebar(app, art):
+def test_shell_sidebar(app, art, tmp_path):
     app.run()
     assert not app.exception
     assert [t.value for t in app.title][0].startswith("NeuroScan")
@@ -108,19 +110,54 @@ def test_shell_sidebar(app, art):
     assert any(card["backbone"] in m.value for m in side.markdown)
     assert [m.label for m in side.metric] == ["Test accuracy (group split)"]
     assert any("95% CI" in c.value for c in side.caption)
+    trained = f"Trained {model_card.trained_when(card)}; threshold chosen on validation scans."
+    assert trained in [c.value for c in side.caption]
     assert side.text_input(key="data_dir").value == ""
     assert "dataset not found — pages show the shipped artifacts only" in [
         i.value for i in side.info
     ]
+    absent = places.shown_path(tmp_path / "no-dataset")  # the fixture's $NEUROSCAN_DATA_DIR
+    note = f"Looked for the dataset in `{absent}` ($NEUROSCAN_DATA_DIR): not a folder."
+    assert note in [c.value for c in side.caption]
 
 
 def test_sidebar_dataset_from_env(app, tmp_path, monkeypatch):
     monkeypatch.setenv("NEUROSCAN_DATA_DIR", str(tmp_path))
     app.run()
-    shown = app.sidebar.text_input(key="data_dir").value  # as given, or relative to the app
-    assert shown and (REPO / shown).resolve() == tmp_path.resolve()  # when it lies beside it
+    assert app.sidebar.text_input(key="data_dir").value == ""  # nothing typed
     assert app.session_state["data_root"] == str(tmp_path.resolve())
     assert not app.sidebar.info
+    note = f"Reading images from `{places.shown_path(tmp_path)}` ($NEUROSCAN_DATA_DIR)."
+    assert note in [c.value for c in app.sidebar.caption]
+
+
+def test_sidebar_finds_the_dataset_by_itself(app, monkeypatch):
+    """Nothing typed, no $NEUROSCAN_DATA_DIR: the dataset beside the checkout is used, and the
+    galleries show its images."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"dataset not at {SHARED_DATA}")
+    monkeypatch.delenv("NEUROSCAN_DATA_DIR")
+    at = _open(app, "dataset")
+    assert at.session_state["data_root"] == os.path.abspath(SHARED_DATA)
+    note = "Reading images from `../shared/data/brain-tumor-dataset` (found automatically)."
+    assert note in [c.value for c in at.sidebar.caption] and not at.sidebar.info
+    assert any("Random images from the dataset" in c.value for c in at.caption)
+
+
+def test_sidebar_says_where_it_looked_when_nothing_is_found(app, monkeypatch, tmp_path):
+    """An app folder with no dataset beside or in it: every place looked in is named."""
+    monkeypatch.delenv("NEUROSCAN_DATA_DIR")
+    (tmp_path / "app").mkdir()
+    monkeypatch.setattr(places, "APP_DIR", tmp_path / "app")  # the app's own module, in-process
+    at = _open(app, "dataset")
+    assert at.session_state["data_root"] is None
+    assert at.sidebar.info[0].value.startswith("dataset not found")
+    assert (
+        "Looked for the dataset in `../shared/data/brain-tumor-dataset`, "
+        "`data/brain-tumor-dataset`: none is a folder. Type its folder above or set "
+        "$NEUROSCAN_DATA_DIR."
+    ) in [c.value for c in at.sidebar.caption]
+    assert any("Shipped thumbnails" in c.value for c in at.caption)
 
 
 def test_sidebar_text_input_sets_dataset(app, tmp_path):
@@ -431,9 +468,8 @@ def test_every_page_spells_tumour(app, monkeypatch, with_data):
 def test_sidebar_shows_no_machine_paths(app, monkeypatch):
     if not SHARED_DATA.is_dir():
         pytest.skip(f"dataset not at {SHARED_DATA}")
-    monkeypatch.setenv("NEUROSCAN_DATA_DIR", os.path.abspath(SHARED_DATA))  # typed absolute
+    monkeypatch.setenv("NEUROSCAN_DATA_DIR", os.path.abspath(SHARED_DATA))  # absolute
     at = _open(app, "dataset")
-    assert at.sidebar.text_input(key="data_dir").value == "../shared/data/brain-tumor-dataset"
     sidebar = [c.value for c in at.sidebar.caption]
     assert any("Reading images from `../shared/data/brain-tumor-dataset`" in c for c in sidebar)
     shown = " ".join([*sidebar, *_texts(at)])
@@ -462,7 +498,7 @@ def test_evaluation_cis_are_metrics_json_until_the_threshold_moves(app, art):
     at.slider(key="eval_threshold").set_value(0.3).run()
     assert "recomputed here for threshold 0.300" in _eval_caption(at)
     test = _test_predictions(art)
-    live = tables.threshold_metrics(test, 0.3)
+    live = evaluation.threshold_metrics(test, 0.3)
     assert _metrics_table(at).loc["Accuracy", "ci_low"] == pytest.approx(live["accuracy"]["ci_low"])
     assert not at.button(key="eval_reset").disabled
     at.button(key="eval_reset").click().run()
@@ -479,7 +515,7 @@ def test_reliability_diagram_shows_bin_sizes(app, art):
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     (spec,) = [c for c in charts if "Reliability" in json.dumps(c["layout"].get("title", ""))]
     model = spec["data"][1]
-    table = tables.calibration_table(_test_predictions(art))
+    table = evaluation.calibration_table(_test_predictions(art))
     assert model["text"] == [f"n={n}" for n in table.n] and model["cliponaxis"] is False
     assert spec["layout"]["xaxis"]["range"][1] > 1 and spec["layout"]["yaxis"]["range"][0] < 0
 

@@ -1,4 +1,4 @@
-"""Training-time augmentation layers (tumor_model.augment): the same on every backend."""
+"""Training-time augmentation layers (tumor_model.training.augment): the same on every backend."""
 
 import dataclasses
 
@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from tumor_model import augment
 from tumor_model.config import AUGMENTATIONS, Settings
+from tumor_model.training import augment
 
 
 def _checker(n=8, side=32) -> np.ndarray:

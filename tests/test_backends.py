@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tumor_model import artifacts
-from tumor_model.predict import Predictor
+from tumor_model.serving.predict import Predictor
 
 from conftest import cli, tiny_settings
 

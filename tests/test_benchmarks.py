@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tumor_model.config import LOCAL_SHARE
+
 from conftest import REPO
 
 
@@ -109,7 +111,6 @@ def test_bench_finetune_refuses_nonsense_sizes():
 
 
 def test_adapt_curve_draws_k_scans_one_per_group_half_of_each_class():
-    from tumor_model import adapt
 
     curve = _script("adapt_curve", "experiments")
     y = np.array([0] * 10 + [1] * 10)
@@ -120,7 +121,7 @@ def test_adapt_curve_draws_k_scans_one_per_group_half_of_each_class():
         assert len(set(groups[picks])) == 10  # never two files of one duplicate group
     few = curve.draw(np.random.default_rng(0), y, groups, 16)  # only 7 healthy groups exist
     assert (y[few] == 0).sum() == 7 and (y[few] == 1).sum() == 8
-    assert curve.retrained_step(adapt.LOCAL_SHARE) == "retrained"
+    assert curve.retrained_step(LOCAL_SHARE) == "retrained"
     assert curve.retrained_step(0.8) == "retrained, local share 0.8"
 
 

@@ -1,24 +1,30 @@
 """The dashboard in a real browser: start `streamlit run`, visit every page with Chromium, check
 what is visible, that no request leaves the machine and that no absolute path of this machine is
-on screen, and save a full-page screenshot per page into docs/screenshots/.
+on screen, and take a full-page screenshot per page (into a temporary folder: the README's
+screenshots are taken by `python3 scripts/screenshots.py`).
 
 Skipped when /usr/bin/chromium is missing, except in CI (env CI set), where that is a failure.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+from streamlit_server import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    full_page_screenshot,
+    settle,
+    streamlit_server,
+)
+
+pytestmark = pytest.mark.slow  # a Streamlit server and a browser
 
 REPO = Path(__file__).resolve().parents[1]
-SHOTS = REPO / "docs" / "screenshots"
 SHARED_DATA = REPO.parent / "shared" / "data" / "brain-tumor-dataset"
 # url path -> (visible texts, minimum number of rendered plotly charts). A page comes first: the
 # first request of a fresh server must still run through streamlit_app.py (sidebar, notice).
@@ -101,59 +107,18 @@ def page(server, outside):
             browser.close()
 
 
-def full_page_screenshot(page, path: Path, limit: int = 1_500_000) -> None:
-    """The whole page, not the first screen: Streamlit scrolls inside its main block, so the
-    viewport is grown to the content's height first; a large PNG is saved with 256 colours."""
-    from PIL import Image
-
-    size = page.viewport_size
-    height = page.evaluate(
-        "() => Math.max(...[...document.querySelectorAll("
-        "'[data-testid=stMain], [data-testid=stAppViewContainer], section')]"
-        ".map(e => e.scrollHeight), window.innerHeight)"
-    )
-    page.set_viewport_size({"width": size["width"], "height": min(int(height), 12_000)})
-    page.wait_for_timeout(1500)  # charts redraw at the new size
-    shot = page.screenshot()
-    page.set_viewport_size(size)
-    if len(shot) > limit:
-        picture = Image.open(io.BytesIO(shot)).convert("RGB").quantize(256)
-        buf = io.BytesIO()
-        picture.save(buf, "PNG", optimize=True)
-        shot = buf.getvalue()
-    path.write_bytes(shot)
-
-
-IDLE = """(n) => !document.querySelector('[data-testid="stStatusWidget"]')
-              && !document.querySelector('[data-testid="stSkeleton"]')
-              && !document.querySelector('[data-testid="stSpinner"]')
-              && document.querySelectorAll('.js-plotly-plot .main-svg').length >= n"""
-
-
-def _settle(page, charts: int, timeout: float = 90) -> None:
-    """Wait until the app is idle (no run, spinner or skeleton) for 1 s, with `charts` plotly
-    charts drawn: a run may start a moment after the page looks done."""
-    page.wait_for_selector('[data-testid="stSidebar"]', timeout=60_000)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        page.wait_for_function(IDLE, arg=charts, timeout=60_000)
-        page.wait_for_timeout(1000)
-        if page.evaluate(IDLE, charts):
-            return
-    pytest.fail(f"page {page.url} never settled")
-
-
-def test_every_page_in_the_browser(server, page, outside):
+def test_every_page_in_the_browser(server, page, outside, tmp_path):
     from playwright.sync_api import expect
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
     machine = str(REPO.parent)  # e.g. /work: no path under it may be shown
     for path, (texts, charts) in PAGES.items():
         page.goto(f"{server}/{path}", wait_until="domcontentloaded")
         body = page.locator('[data-testid="stMain"]')
         if path == "predict":  # the first visit loads the model: the page says so meanwhile
             expect(body.get_by_text("Loading the model").first).to_be_visible(timeout=60_000)
-        _settle(page, charts)
+            # TensorFlow's import and the model take long on a busy machine: wait them out
+            expect(body.get_by_text("Loading the model")).to_have_count(0, timeout=240_000)
+        settle(page, charts)
         for text in texts:
             expect(body.get_by_text(text).first).to_be_visible(timeout=30_000)
         assert page.locator('[data-testid="stException"]').count() == 0, f"/{path} raised"
@@ -164,9 +129,9 @@ def test_every_page_in_the_browser(server, page, outside):
         shown = "\n".join([page.locator("body").inner_text(), *values])
         assert machine not in shown, f"/{path} shows a path of this machine"
         assert "tumour" in shown or path not in ("", "dataset", "evaluation")
-        if path in ("", "dataset", "training", "evaluation"):  # the README's; predict.png is
-            # shot by tests/test_predict_browser.py with a scan uploaded
-            shot = SHOTS / f"{path or 'overview'}.png"
+        if path in ("", "dataset", "training", "evaluation"):  # the README's (predict.png is
+            # shot by tests/test_predict_browser.py with a scan uploaded)
+            shot = tmp_path / f"{path or 'overview'}.png"
             full_page_screenshot(page, shot)
             assert 20_000 < shot.stat().st_size < 1_500_000
     assert outside == [], f"requests left the machine: {sorted(set(outside))[:5]}"
@@ -177,7 +142,7 @@ def test_threshold_slider_in_the_browser(server, page):
     from playwright.sync_api import expect
 
     page.goto(f"{server}/evaluation", wait_until="domcontentloaded")
-    _settle(page, 4)
+    settle(page, 4)
     slider = page.locator('[data-testid="stSlider"]')
     shown_value = slider.locator('[data-testid="stSliderThumbValue"]')
     start = float(shown_value.inner_text())

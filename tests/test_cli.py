@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tumor_model.cli import build_parser, main
+from tumor_model.commands import build_parser, main
 
 from conftest import REPO, cli
 
@@ -50,9 +50,9 @@ def test_train_flags_cover_every_setting():
             "0.5",
         ]
     )
-    from tumor_model.cli import _settings
+    from tumor_model.commands.args import settings_from_args
 
-    s = _settings(args)
+    s = settings_from_args(args)
     assert s.data_dirs == ("a", "b") and s.fine_tune_layers == 30 and s.augment is False
     assert s.split == "random" and s.threshold == 0.5
 
@@ -156,18 +156,18 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
 def test_predict_lines_say_tumour_not_the_machine_name():
     """`neuroscan predict` prints the user-facing spelling (config.DISPLAY_NAMES) for the label
     and the explained class, like the band it prints beside them."""
-    from tumor_model.cli import _shown
-    from tumor_model.predict import confidence_band
+    from tumor_model.commands.predict import shown
+    from tumor_model.serving.predict import confidence_band
 
     line = {"file": "tumor.png", "label": "tumor", "explained": "healthy", "probability": 0.9}
-    assert _shown({**line, "band": confidence_band(0.9, 0.5)}) == {
+    assert shown({**line, "band": confidence_band(0.9, 0.5)}) == {
         **line,
         "label": "tumour",
         "explained": "no tumour",
         "band": "confident: tumour",
     }
     assert confidence_band(0.1, 0.5) == "confident: no tumour"
-    assert _shown({"file": "x.png", "error": "not an image"}) == {
+    assert shown({"file": "x.png", "error": "not an image"}) == {
         "file": "x.png",
         "error": "not an image",
     }

@@ -1,4 +1,4 @@
-"""Duplicate-grouped and cross-source CV (tumor_model.crossval) and the `cv` command."""
+"""Duplicate-grouped and cross-source CV (tumor_model.evaluation.crossval) and the `cv` command."""
 
 import json
 
@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tumor_model import crossval, pipeline, split
 from tumor_model.dashboard import tables
+from tumor_model.evaluation import crossval
+from tumor_model.release import pipeline
+from tumor_model.training import split
 
 from conftest import cli, make_site, tiny_settings
 
@@ -83,7 +85,7 @@ def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
     settings = tiny_settings(
         root, tmp_path / "ft", fine_tune_layers=5, fine_tune_epochs=1, head_epochs=2
     )
-    out = pipeline.run(settings, cv_folds=3, shortcut=False, samples=False)
+    out = pipeline.train_and_write(settings, cv_folds=3, shortcut=False, samples=False)
     before = json.loads((out / "metrics.json").read_text())
     proc = cli(
         "cv", "--artifacts", str(out), "--folds", "3", "--by", "duplicate", "--fine-tune", "--save"
@@ -209,7 +211,7 @@ def test_leave_one_source_out_holds_each_source_out(tmp_path):
 
 
 def test_cv_rows_flatten_every_block(tmp_path):
-    from tumor_model.evaluate import cv_rows
+    from tumor_model.metrics import cv_rows
 
     table, x = _three_sources(seed=1)
     settings = tiny_settings(tmp_path, tmp_path / "out", bootstrap=20)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tumor_model import overlay
 from tumor_model.dashboard import download
-from tumor_model.imageio import prepare
+from tumor_model.io.geometry import prepare
+from tumor_model.serving import overlay
 
 
 def _scan(width=300, height=200) -> tuple[Image.Image, tuple[int, int]]:

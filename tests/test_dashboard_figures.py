@@ -9,8 +9,8 @@ from sklearn.metrics import roc_curve
 from test_dashboard_dataset import summary  # noqa: F401 - fixtures
 from test_dashboard_tables import block, history, test_frame  # noqa: F401
 
-from tumor_model import evaluate
-from tumor_model.dashboard import dataset, figures, tables
+from tumor_model import metrics
+from tumor_model.dashboard import dataset, evaluation, figures, tables
 
 
 def test_confusion_figure_counts_and_rates():
@@ -22,9 +22,7 @@ def test_confusion_figure_counts_and_rates():
 
 
 def test_curve_figures_mark_the_threshold(test_frame):  # noqa: F811
-    rates = evaluate.point_metrics(
-        evaluate.confusion(test_frame.label, test_frame.probability, 0.5)
-    )
+    rates = metrics.point_metrics(metrics.confusion(test_frame.label, test_frame.probability, 0.5))
     roc = figures.roc_figure(test_frame, 0.5, 0.9)
     assert isinstance(roc, go.Figure) and "AUC = 0.900" in roc.layout.title.text
     assert (roc.data[2].x[0], roc.data[2].y[0]) == pytest.approx(
@@ -40,7 +38,7 @@ def test_curve_figures_mark_the_threshold(test_frame):  # noqa: F811
 
 
 def test_calibration_figure(test_frame):  # noqa: F811
-    table = tables.calibration_table(test_frame)
+    table = evaluation.calibration_table(test_frame)
     fig = figures.calibration_figure(table)
     assert len(fig.data) == 2 and list(fig.data[1].x) == list(table.mean_probability)
     model = fig.data[1]

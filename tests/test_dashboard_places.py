@@ -16,9 +16,10 @@ from tumor_model.artifacts import ArtifactError
 from tumor_model.dashboard import places
 
 
-def test_artifacts_dir_from_env_or_next_to_app(tmp_path):
-    assert places.artifacts_dir({places.ARTIFACTS_ENV: str(tmp_path)}) == tmp_path
-    assert places.artifacts_dir({}) == places.APP_DIR / "artifacts"
+def test_artifacts_dir_is_artifacts_locate_without_a_sidebar_choice(tmp_path):
+    assert places.artifacts_dir({artifacts.ENV: str(tmp_path)}) == tmp_path
+    assert places.artifacts_dir({artifacts.ENV: "  "}) == artifacts.shipped_dir()
+    assert places.artifacts_dir({}) == artifacts.locate(None, {}) == artifacts.shipped_dir()
     assert (places.APP_DIR / "streamlit_app.py").is_file()
 
 
@@ -34,7 +35,9 @@ def test_session_data_dir_prefers_sidebar_state(tmp_path):
     assert places.session_data_dir({"data_root": None}, env) is None
     assert places.session_data_dir({"data_root": "/x"}, env) == "/x"
     assert places.session_data_dir({}, env) == str(tmp_path.resolve())
-    assert places.session_data_dir({}, {}) is None
+    assert places.session_data_dir({}, {places.DATA_ENV: str(tmp_path / "absent")}) is None
+    found = places.find_data(None, {}).root  # the dataset beside the app, where there is one
+    assert places.session_data_dir({}, {}) == (str(found) if found else None)
 
 
 def test_missing_artifact_names_file_and_rebuild_command(tmp_path):
@@ -108,18 +111,100 @@ def test_release_memory_returns_freed_heap_to_the_os():
     assert len(pinned) == 200
 
 
-def test_as_typed_shows_folders_beside_the_app_relative(tmp_path, monkeypatch):
-    beside = places.APP_DIR.parent / "shared"
-    if beside.is_dir():
-        assert places.as_typed(str(beside)) == "../shared"
-        assert places.data_dir(places.as_typed(str(beside))) == beside  # as named, symlink or not
-    assert places.as_typed(str(places.APP_DIR / "artifacts")) == "artifacts"
-    # far away (two levels up or more): as given, wherever the checkout lies (an app folder of
-    # its own here, since a checkout in /tmp has pytest's folders beside it)
-    app, far = tmp_path / "deep" / "app", tmp_path / "far" / "away"
-    for folder in (app, far, tmp_path / "deep" / "shared"):
-        folder.mkdir(parents=True)
-    monkeypatch.setattr(places, "APP_DIR", app)
-    assert places.as_typed(str(far)) == str(far)
-    assert places.as_typed(str(tmp_path / "deep" / "shared")) == "../shared"
-    assert places.as_typed("../typed") == "../typed" and places.as_typed(None) == ""
+# ----------------------------------------------------------------------------- the dataset
+
+
+@pytest.fixture
+def app_dir(tmp_path) -> Path:
+    """An app folder of its own, with nothing beside it yet (tmp/app, tmp/shared/data)."""
+    (tmp_path / "app").mkdir()
+    return tmp_path / "app"
+
+
+def test_nothing_found_names_every_place_looked_in(app_dir):
+    choice = places.find_data(None, {}, app_dir=app_dir)
+    beside = app_dir.parent / "shared" / "data" / places.DATA_NAME
+    assert choice.root is None and choice.origin == places.FOUND
+    assert choice.tried == (beside, app_dir / "data" / places.DATA_NAME)
+    note = places.data_note(choice, base=app_dir)
+    assert note == (
+        "Looked for the dataset in `../shared/data/brain-tumor-dataset`, "
+        "`data/brain-tumor-dataset`: none is a folder. Type its folder above or set "
+        "$NEUROSCAN_DATA_DIR."
+    )
+    assert str(app_dir.parent) not in note  # no path of the machine
+
+
+def test_found_beside_the_app_first_then_inside_it(app_dir):
+    inside = app_dir / "data" / places.DATA_NAME
+    inside.mkdir(parents=True)
+    choice = places.find_data("", {}, app_dir=app_dir)
+    assert (choice.root, choice.origin) == (inside, places.FOUND)
+    note = places.data_note(choice, base=app_dir)
+    assert note.startswith("Reading images from `data/brain-tumor-dataset` (found automatically")
+    assert "looked in `../shared/data/brain-tumor-dataset`, `data/brain-tumor-dataset`" in note
+    beside = app_dir.parent / "shared" / "data" / places.DATA_NAME
+    beside.mkdir(parents=True)
+    choice = places.find_data(None, {}, app_dir=app_dir)
+    assert (choice.root, choice.tried) == (beside, (beside,))
+    assert places.data_note(choice, base=app_dir) == (
+        "Reading images from `../shared/data/brain-tumor-dataset` (found automatically)."
+    )
+
+
+def test_typed_wins_then_the_environment_and_neither_is_replaced(app_dir, tmp_path):
+    (app_dir / "data" / places.DATA_NAME).mkdir(parents=True)  # would be found
+    typed, env_dir = tmp_path / "typed", tmp_path / "env"
+    typed.mkdir()
+    env_dir.mkdir()
+    env = {places.DATA_ENV: str(env_dir)}
+    assert places.find_data(str(typed), env, app_dir=app_dir).root == typed
+    choice = places.find_data(None, env, app_dir=app_dir)
+    assert (choice.root, choice.origin) == (env_dir, places.ENV)
+    assert places.data_note(choice, base=app_dir).endswith("($NEUROSCAN_DATA_DIR).")
+    for typed_value, env_value in ((str(tmp_path / "absent"), str(env_dir)), (None, "absent")):
+        choice = places.find_data(typed_value, {places.DATA_ENV: env_value}, app_dir=app_dir)
+        assert choice.root is None and len(choice.tried) == 1  # not replaced by data/...
+        assert places.data_note(choice, base=app_dir).endswith("): not a folder.")
+    relative = places.find_data("data/brain-tumor-dataset", {}, app_dir=app_dir)  # to the app
+    assert relative.root == app_dir / "data" / places.DATA_NAME
+
+
+def test_the_models_sources_are_looked_for_first(app_dir):
+    shared = app_dir.parent / "shared" / "data"
+    (shared / "tcga-lgg").mkdir(parents=True)
+    (shared / places.DATA_NAME).mkdir()
+    card = {"sources": {"tcga-lgg": {"files": 10}, "figshare": {"files": 5}}}
+    assert places.data_names(card) == ("tcga-lgg", "figshare", places.DATA_NAME)
+    assert places.data_names(None) == (places.DATA_NAME,)
+    choice = places.find_data(None, {}, places.data_names(card), app_dir)
+    assert choice.root == shared / "tcga-lgg"
+
+
+def test_each_source_is_read_from_its_own_folder(app_dir):
+    shared = app_dir.parent / "shared" / "data"
+    for name in ("kaggle", "oasis"):
+        (shared / name).mkdir(parents=True)
+    split = pd.DataFrame(
+        {"path": ["a.jpg", "b.jpg", "c.jpg"], "source": ["kaggle", "oasis", "elsewhere"]}
+    )
+    root = shared / "kaggle"
+    assert places.image_paths(split, root, app_dir) == [
+        str(root / "a.jpg"),
+        str(shared / "oasis" / "b.jpg"),
+        str(root / "c.jpg"),  # found nowhere: under the dataset in use, as before
+    ]
+    one = pd.DataFrame({"path": ["a.jpg"], "source": ["oasis"]})  # one source: the root holds it
+    assert places.image_paths(one, root, app_dir) == [str(root / "a.jpg")]
+    assert places.image_paths(one[["path"]], root, app_dir) == [str(root / "a.jpg")]
+
+
+def test_the_dataset_beside_this_checkout_is_found():
+    beside = places.APP_DIR.parent / "shared" / "data" / places.DATA_NAME
+    if not beside.is_dir():
+        pytest.skip(f"no dataset at {beside}")
+    choice = places.find_data(None, {})
+    assert (choice.root, choice.origin) == (beside, places.FOUND)
+    assert places.data_note(choice).startswith(
+        "Reading images from `../shared/data/brain-tumor-dataset`"
+    )

@@ -1,5 +1,6 @@
-"""Unit tests of tumor_model.dashboard.tables: metric formatting, protocols, the model, the
-threshold metrics (computed by tumor_model.evaluate) and the training history."""
+"""Unit tests of the dashboard's tables: metric formatting and protocols (`tables`), the model
+(`card`), the threshold metrics computed by tumor_model.metrics (`evaluation`), the training
+history (`history`) and the Predict page's batch table (`predict`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tumor_model import artifacts, evaluate
-from tumor_model.dashboard import tables
+from tumor_model import artifacts, metrics
+from tumor_model.dashboard import card as model_card
+from tumor_model.dashboard import evaluation, places, predict, tables
+from tumor_model.dashboard import history as runs
 
 from conftest import REPO
 
@@ -92,7 +95,7 @@ def test_formatting():
 
 
 def test_every_reported_metric_has_a_label():
-    assert set(evaluate.POINT_METRICS + evaluate.SCORE_METRICS) == set(tables.LABELS)
+    assert set(metrics.POINT_METRICS + metrics.SCORE_METRICS) == set(tables.LABELS)
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -126,7 +129,7 @@ def test_headline_block_is_the_test_split_and_the_cross_source_cv():
         "test": {**block(accuracy=0.95, roc_auc=0.98, ece=0.04), "n": 464},
         "cv_source": {**block(accuracy=0.86), "n": 4600, "folds": 10},
     }
-    head = tables.headline_block(None, metrics)
+    head = model_card.headline_block(None, metrics)
     assert [h["label"] for h in head.values()] == [
         "Test accuracy",
         "Test ROC AUC",
@@ -135,9 +138,9 @@ def test_headline_block_is_the_test_split_and_the_cross_source_cv():
     ]
     assert head["accuracy"]["value"] == "95.0%" and head["accuracy"]["ci"] == "95% CI 85.0%–100.0%"
     assert head["ece"]["value"] == "0.040"
-    text = tables.headline_text(metrics)
+    text = model_card.headline_text(metrics)
     assert "464 test files" in text and "4600 files, 10 folds" in text
-    assert list(tables.headline_block(None, {"test": block(accuracy=0.9)})) == ["accuracy"]
+    assert list(model_card.headline_block(None, {"test": block(accuracy=0.9)})) == ["accuracy"]
 
 
 def test_test_split_is_named_after_the_models_split():
@@ -176,16 +179,16 @@ def test_fold_table_lists_every_fold_of_every_cv():
 def test_headline_prefers_model_card():
     card = {"test_metrics": {"accuracy": {"value": 0.91, "ci_low": 0.88, "ci_high": 0.93}}}
     metrics = {"test": block(accuracy=0.5)}
-    assert tables.headline(card, metrics)["value"] == 0.91
-    assert tables.headline({}, metrics)["value"] == 0.5
-    assert tables.headline(None, None) is None
+    assert model_card.headline(card, metrics)["value"] == 0.91
+    assert model_card.headline({}, metrics)["value"] == 0.5
+    assert model_card.headline(None, None) is None
 
 
 def test_trained_when():
-    when = tables.trained_when({"trained_at": "2025-11-28T10:40:00+00:00"})
+    when = model_card.trained_when({"trained_at": "2025-11-28T10:40:00+00:00"})
     assert when == "2025-11-28 10:40 UTC"
-    assert tables.trained_when({"trained_at": "yesterday"}) == "yesterday"
-    assert tables.trained_when({}) == "unknown"
+    assert model_card.trained_when({"trained_at": "yesterday"}) == "yesterday"
+    assert model_card.trained_when({}) == "unknown"
 
 
 def test_model_facts_and_counts():
@@ -196,10 +199,10 @@ def test_model_facts_and_counts():
         "settings": {"dense_units": 250, "dropout": 0.3, "data_dirs": ["d"]},
         "data_counts": {"0": {"test": 5, "train": 40}, "1": {"test": 6, "train": 50}},
     }
-    facts = dict(tables.model_facts(card).values.tolist())
+    facts = dict(model_card.model_facts(card).values.tolist())
     assert facts["Backbone"] == "mobilenetv2" and "224 px" in facts["Input"]
     assert "Fine-tuning augmentation" not in facts  # frozen model: nothing to say
-    counts = tables.data_counts(card)
+    counts = model_card.data_counts(card)
     assert counts["count"].sum() == 101 and set(counts["class"]) == {"no tumour", "tumour"}
 
 
@@ -209,11 +212,11 @@ def test_model_facts_minutes_and_no_machine_paths(tmp_path):
         "weights_origin": "/home/someone/weights/mobilenet_v2_no_top.h5",
         "settings": {"data_dirs": [str(tables_app_dir().parent / "shared" / "data" / "kaggle")]},
     }
-    facts = dict(tables.model_facts(card).values.tolist())
+    facts = dict(model_card.model_facts(card).values.tolist())
     assert facts["Training time"] == "20 min 57 s" and "Training time (s)" not in facts
     assert facts["Weights"] == "mobilenet_v2_no_top.h5"
     assert facts["Training data"] == "../shared/data/kaggle"
-    assert tables.minutes(59.6) == "1 min 0 s" and tables.minutes(None) is None
+    assert model_card.minutes(59.6) == "1 min 0 s" and model_card.minutes(None) is None
 
 
 def tables_app_dir():
@@ -224,11 +227,11 @@ def tables_app_dir():
 
 def test_shown_path_is_never_absolute(tmp_path):
     app = tables_app_dir()
-    assert tables.shown_path(app / "artifacts") == "artifacts"
-    assert tables.shown_path(app.parent / "shared" / "data") == "../shared/data"
-    assert tables.shown_path("../relative/as/typed") == "../relative/as/typed"
+    assert places.shown_path(app / "artifacts") == "artifacts"
+    assert places.shown_path(app.parent / "shared" / "data") == "../shared/data"
+    assert places.shown_path("../relative/as/typed") == "../relative/as/typed"
     far = Path("/", *[f"d{i}" for i in range(6)], "set", "images")
-    assert tables.shown_path(far, base=app) == "set/images"
+    assert places.shown_path(far, base=app) == "set/images"
 
 
 @pytest.mark.parametrize(
@@ -243,7 +246,7 @@ def test_shown_path_is_never_absolute(tmp_path):
     ],
 )
 def test_model_facts_name_the_fine_tuning_augmentation(settings, expected):
-    facts = dict(tables.model_facts({"settings": settings}).values.tolist())
+    facts = dict(model_card.model_facts({"settings": settings}).values.tolist())
     assert facts["Fine-tuning augmentation"].endswith(expected)
 
 
@@ -269,13 +272,13 @@ def test_model_facts_name_the_fine_tuning_augmentation(settings, expected):
     ],
 )
 def test_model_facts_say_what_a_fine_tuning_epoch_shows(settings, expected):
-    facts = dict(tables.model_facts({"settings": settings}).values.tolist())
+    facts = dict(model_card.model_facts({"settings": settings}).values.tolist())
     assert facts.get("Fine-tuning epoch") == expected
 
 
 def test_the_shipped_model_card_states_its_epochs_and_augmentation():
     card = json.loads((REPO / "artifacts" / artifacts.CARD).read_text())
-    facts = dict(tables.model_facts(card).values.tolist())
+    facts = dict(model_card.model_facts(card).values.tolist())
     by_group = card["settings"].get("sample_groups", False)
     assert facts["Fine-tuning epoch"].startswith("one random file" if by_group else "every")
     strength = card["settings"]["resample"]
@@ -287,10 +290,10 @@ def test_the_shipped_model_card_states_its_epochs_and_augmentation():
 
 
 def test_threshold_metrics_are_the_reports_point_metrics(test_frame):
-    """The live slider shows what `evaluate.report` publishes: same values, same intervals."""
-    live = tables.threshold_metrics(test_frame, 0.4, n_boot=200, seed=3)
-    published = evaluate.bootstrap(test_frame.label, test_frame.probability, 0.4, n=200, seed=3)
-    assert set(live) == set(evaluate.POINT_METRICS)
+    """The live slider shows what `metrics.report` publishes: same values, same intervals."""
+    live = evaluation.threshold_metrics(test_frame, 0.4, n_boot=200, seed=3)
+    published = metrics.bootstrap(test_frame.label, test_frame.probability, 0.4, n=200, seed=3)
+    assert set(live) == set(metrics.POINT_METRICS)
     for name, m in live.items():
         assert m == pytest.approx(published[name])
         assert 0 <= m["ci_low"] <= m["value"] <= m["ci_high"] <= 1
@@ -298,46 +301,46 @@ def test_threshold_metrics_are_the_reports_point_metrics(test_frame):
 
 @pytest.mark.parametrize("threshold", [0.0, 1.0])
 def test_threshold_metrics_at_the_extremes(test_frame, threshold):
-    live = tables.threshold_metrics(test_frame, threshold, n_boot=50)
+    live = evaluation.threshold_metrics(test_frame, threshold, n_boot=50)
     tumours = test_frame.label.mean()
     assert live["accuracy"]["value"] == pytest.approx(tumours if threshold == 0 else 1 - tumours)
     assert np.isnan(live["precision"]["value"]) == (threshold == 1.0)
 
 
 def test_default_threshold_card_then_metrics_then_half():
-    assert tables.default_threshold({"threshold": 0.3}, {"test": {"threshold": 0.6}}) == 0.3
-    assert tables.default_threshold({}, {"test": {"threshold": 0.6}}) == 0.6
-    assert tables.default_threshold(None, None) == 0.5
+    assert evaluation.default_threshold({"threshold": 0.3}, {"test": {"threshold": 0.6}}) == 0.3
+    assert evaluation.default_threshold({}, {"test": {"threshold": 0.6}}) == 0.6
+    assert evaluation.default_threshold(None, None) == 0.5
 
 
 def test_group_level_counts_each_group_once(test_frame):
-    grouped = tables.level(test_frame, groups=True)
+    grouped = evaluation.level(test_frame, groups=True)
     assert len(grouped) == test_frame.group.nunique()
     expected = test_frame.groupby("group").probability.mean()
     np.testing.assert_allclose(grouped.set_index("group").probability, expected)
-    assert tables.level(test_frame, groups=False) is test_frame
+    assert evaluation.level(test_frame, groups=False) is test_frame
 
 
 def test_test_rows_filters_split(test_frame):
     both = pd.concat([test_frame, test_frame.assign(split="train")])
-    assert len(tables.test_rows(both)) == len(test_frame)
+    assert len(evaluation.test_rows(both)) == len(test_frame)
 
 
 def test_score_items_from_block_or_computed(test_frame):
-    stored = tables.score_items(block(accuracy=0.9, roc_auc=0.95, brier=0.1), test_frame)
+    stored = evaluation.score_items(block(accuracy=0.9, roc_auc=0.95, brier=0.1), test_frame)
     assert set(stored) == {"roc_auc", "brier"}
-    computed = tables.score_items(None, test_frame)
-    assert set(computed) == set(evaluate.SCORE_METRICS)
+    computed = evaluation.score_items(None, test_frame)
+    assert set(computed) == set(metrics.SCORE_METRICS)
     assert "ci_low" not in computed["roc_auc"]
 
 
 def test_calibration_table(test_frame):
-    table = tables.calibration_table(test_frame)
+    table = evaluation.calibration_table(test_frame)
     assert table.n.sum() == len(test_frame)
     assert table.bin_low.is_monotonic_increasing and (table.bin_high - table.bin_low).gt(0).all()
     assert table.mean_probability.between(table.bin_low, table.bin_high).all()
     assert (table.low <= table.fraction_tumor).all() and (table.fraction_tumor <= table.high).all()
-    sure = tables.calibration_table(test_frame.assign(probability=0.97, label=1))
+    sure = evaluation.calibration_table(test_frame.assign(probability=0.97, label=1))
     assert sure.n.tolist() == [len(test_frame)] and sure.high[0] == 1.0
     n = len(test_frame)  # Wilson's lower bound for n out of n: n / (n + z^2)
     assert sure.low[0] == pytest.approx(n / (n + 1.96**2))
@@ -345,17 +348,17 @@ def test_calibration_table(test_frame):
 
 def test_stored_point_items_only_at_the_models_threshold():
     stored = {**block(accuracy=0.95, sensitivity=0.9, roc_auc=0.98), "threshold": 0.56}
-    items = tables.stored_point_items(stored, 0.56, 0.56)
+    items = evaluation.stored_point_items(stored, 0.56, 0.56)
     assert set(items) == {"accuracy", "sensitivity"}
     assert items["accuracy"] == stored["metrics"]["accuracy"]  # metrics.json's CI, as is
-    assert tables.stored_point_items(stored, 0.6, 0.56) is None  # the user moved it
-    assert tables.stored_point_items(None, 0.56, 0.56) is None
+    assert evaluation.stored_point_items(stored, 0.6, 0.56) is None  # the user moved it
+    assert evaluation.stored_point_items(None, 0.56, 0.56) is None
     elsewhere = {**stored, "threshold": 0.5}  # a block measured at another threshold
-    assert tables.stored_point_items(elsewhere, 0.56, 0.56) is None
+    assert evaluation.stored_point_items(elsewhere, 0.56, 0.56) is None
 
 
 def test_gallery_rows(test_frame):
-    rows = tables.gallery_rows(test_frame, 0.5, k=5)
+    rows = evaluation.gallery_rows(test_frame, 0.5, k=5)
     wrong = rows["misclassified"]
     errors = ((test_frame.probability >= 0.5).astype(int) != test_frame.label).sum()
     assert len(wrong) == errors > 5  # every error, copies of a group included
@@ -380,7 +383,7 @@ def test_page_of_covers_every_row_once(test_frame):
 
 def test_gallery_shows_each_group_once(test_frame):
     copies = test_frame.assign(group=0, probability=0.5)  # one group, all on the threshold
-    assert len(tables.gallery_rows(copies, 0.5)["least confident"]) == 1
+    assert len(evaluation.gallery_rows(copies, 0.5)["least confident"]) == 1
 
 
 def test_results_frame_one_row_per_scan():
@@ -394,7 +397,7 @@ def test_results_frame_one_row_per_scan():
         "threshold": 0.5649720172316278,
     }
     items = [{"name": "a.png", "result": result}, {"name": "b.txt", "error": "not an image"}]
-    frame = tables.results_frame(items)
+    frame = predict.results_frame(items)
     assert list(frame.file) == ["a.png", "b.txt"] and list(frame.error) == ["", "not an image"]
     assert frame.label[0] == "tumour" and np.isnan(frame.probability[1])
     assert list(frame.columns)[-2:] == ["threshold", "error"]
@@ -408,12 +411,12 @@ def test_results_frame_one_row_per_scan():
 
 
 def test_history_steps_chosen_epoch_and_phases(history):
-    steps = tables.history_steps(history.sample(frac=1, random_state=0))
+    steps = runs.history_steps(history.sample(frac=1, random_state=0))
     assert list(steps.step) == list(range(1, 8))
     assert list(steps.phase) == ["head"] * 4 + ["fine_tune"] * 3
-    best = tables.chosen_epoch(history)
+    best = runs.chosen_epoch(history)
     assert (best.phase, best.epoch, best.step) == ("fine_tune", 2, 6)
-    summary = tables.phase_summary(history)
+    summary = runs.phase_summary(history)
     assert list(summary.epochs) == [4, 3] and list(summary["at epoch"]) == [3, 2]
 
 
@@ -460,7 +463,7 @@ def test_training_sources_name_each_source_and_its_one_class():
         "settings": {"data_dirs": ["/somewhere/kaggle", "/somewhere/oasis"]},
     }  # fmt: skip
     shown = "kaggle (4,600 files), oasis (3,200 files; one class: no tumour)"
-    assert tables.training_sources(card) == shown
-    facts = dict(tables.model_facts(card).values.tolist())
-    assert facts["Training data"] == tables.training_sources(card)
-    assert tables.training_sources({}) is None
+    assert model_card.training_sources(card) == shown
+    facts = dict(model_card.model_facts(card).values.tolist())
+    assert facts["Training data"] == model_card.training_sources(card)
+    assert model_card.training_sources({}) is None

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from tumor_model import volume as vol
 from tumor_model.dashboard import volume as vv
+from tumor_model.serving import volume as vol
 
 from badfiles import valid_image_bytes
 from volumes import nifti_bytes, phantom, series_files
@@ -53,11 +53,6 @@ def test_verdict_text_says_why_and_the_rule():
     none = vv.verdict_text(_result([0.9, 0.9, 0.9], unusual=(0, 1, 2)))
     assert "Volume verdict: no verdict" in none and "every slice was flagged" in none
     assert "no slice reaches the threshold" in vv.verdict_text(_result([0.1, 0.2, 0.3]))
-
-
-def test_check_text_says_whether_it_is_this_model():
-    assert "(on this model)" in vv.check_text(vol.RULE_CHECK["model_sha256"])
-    assert "different model" in vv.check_text("0" * 64)
 
 
 def test_probability_figure_marks_threshold_run_and_unusual_slices():

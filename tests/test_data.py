@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tumor_model import data, split
 from tumor_model.artifacts import write_json
 from tumor_model.config import HEALTHY, TUMOR
+from tumor_model.training import data, split
 
 
 @pytest.mark.parametrize(

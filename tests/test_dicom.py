@@ -1,4 +1,4 @@
-"""tumor_model.dicom: frames, windowing, non-identifying info only, clear errors."""
+"""tumor_model.io.dicom: frames, windowing, non-identifying info only, clear errors."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pydicom
 import pytest
 from pydicom.filebase import DicomBytesIO
 
-from tumor_model import errors, imageio
-from tumor_model.dicom import INFO_TAGS, DicomScan, frame_to_image, is_dicom, read_dicom
-from tumor_model.imageio import ImageLoadError, load_image
+from tumor_model import errors
+from tumor_model.io import imageio
+from tumor_model.io.dicom import INFO_TAGS, DicomScan, frame_to_image, is_dicom, read_dicom
+from tumor_model.io.imageio import ImageLoadError, load_image
 
 from badfiles import _dicom_dataset, bad_files, odd_files, pydicom_test_file
 
@@ -228,8 +229,11 @@ def test_is_dicom():
 def test_dicom_depends_on_errors_only_not_on_imageio():
     """One-way: imageio imports dicom; dicom imports only tumor_model.errors (the shared limits
     and ImageLoadError), so the two can never import each other."""
-    code = "import sys, tumor_model.dicom; print(*sorted(m for m in sys.modules if 'tumor_' in m))"
+    code = (
+        "import sys, tumor_model.io.dicom; "
+        "print(*sorted(m for m in sys.modules if 'tumor_' in m))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = done.stdout.split()
-    assert "tumor_model.errors" in loaded and "tumor_model.imageio" not in loaded, loaded
+    assert "tumor_model.errors" in loaded and "tumor_model.io.imageio" not in loaded, loaded
     assert imageio.ImageLoadError is errors.ImageLoadError

@@ -20,9 +20,10 @@ if os.environ["KERAS_BACKEND"] == "tensorflow":  # two logical CPUs, before Tens
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import dataclasses
-from tumor_model import crossval, train
+from tumor_model.evaluation import crossval
+from tumor_model.training import train
 from tumor_model.config import Settings
-from tumor_model.distribute import Devices
+from tumor_model.training.distribute import Devices
 base = Settings.from_json(sys.argv[1])
 table, x = crossval.recipe_features(base)
 out = {}

@@ -8,11 +8,13 @@ import json
 import shutil
 
 import pytest
+from metadata_roots import make_patients, write_csv
 
-from tumor_model import artifacts, evaluate
-from tumor_model.cli import main
+from tumor_model import artifacts, metrics
+from tumor_model.commands import main
 from tumor_model.dashboard import tables
-from tumor_model.predict import Predictor
+from tumor_model.release import report
+from tumor_model.serving.predict import Predictor
 
 from conftest import make_site
 
@@ -59,7 +61,7 @@ def test_save_records_each_unseen_source(model_copy, unseen_sources, capsys):
         assert printed["summary"]["sources"][root.name][key] == pytest.approx(rate, abs=1e-4)
         assert printed["summary"]["sources"][root.name]["images"] == len(files)
     # the CLI's rows and the Overview's travel table show them beside the CVs
-    rows = [r for r in evaluate.cv_rows({artifacts.EXTERNAL: block})]
+    rows = [r for r in metrics.cv_rows({artifacts.EXTERNAL: block})]
     assert [(r["block"], r["held_out"]) for r in rows] == [
         ("external: pooled", "every source"),
         ("external", "tumour-site"),
@@ -93,3 +95,35 @@ def test_save_refuses_scans_the_model_saw_and_writes_nothing(
     assert printed["errors"][0]["file"].endswith("corrupt.jpg")
     assert set(printed["summary"]["sources"]) == {"tumour-site", "brain-tumor-dataset"}
     assert (model_copy / artifacts.METRICS).read_bytes() == before
+
+
+def test_sequences_and_institutions_get_their_own_figures(model_copy, tmp_path, capsys):
+    """A source whose files.csv gives a sequence and an institution: `evaluate --all --save`
+    reports each (source, sequence) and (source, institution) with the per-source machinery, a
+    one-class group with the rate that applies, and the model card and results.md show them."""
+    root = tmp_path / "lgg"
+    rows = make_patients(root, patients=4, per=3, seed=31)
+    rows = [
+        r | {"sequence": "t2"} if r["label"] == "tumor" and r["sequence"] == "t1" else r
+        for r in rows
+    ]  # t2: tumours only
+    write_csv(root, rows)
+    assert _evaluate(model_copy, root) == 0
+    printed = json.loads(capsys.readouterr().out)["summary"]["sources"]["lgg"]
+    assert set(printed[artifacts.SEQUENCES]) == {"t1", "t1ce", "flair", "t2"}
+    assert printed[artifacts.SEQUENCES]["t2"]["images"] == 4
+    assert set(printed[artifacts.SEQUENCES]["t2"]) == {"images", "sensitivity"}
+    assert set(printed[artifacts.INSTITUTIONS]) == {"A", "B"}
+    block = artifacts.read_json(model_copy, artifacts.METRICS)[artifacts.EXTERNAL]["sources"]["lgg"]
+    seq, inst = block[artifacts.SEQUENCES], block[artifacts.INSTITUTIONS]
+    assert sum(b["n"] for b in seq.values()) == block["n"] == sum(b["n"] for b in inst.values())
+    assert seq["t1"]["n_tumor"] == 0 and seq["t2"]["n"] == seq["t2"]["n_tumor"]
+    assert "ci_low" in seq["t1ce"]["metrics"]["balanced_accuracy"]
+    assert seq["t1"]["trained_on"] == block["trained_on"] == ["brain-tumor-dataset"]
+    docs = report.render(model_copy, tmp_path)
+    card = docs[report.CARD_DOC]
+    assert "\n### Per sequence\n" in card and "\n### Per institution\n" in card
+    assert "| Unseen sources, lgg | t2 | 4 |" in card and "| Unseen sources, lgg | B |" in card
+    assert "- lgg by sequence (balanced accuracy / specificity / sensitivity):" in card
+    assert "| lgg, sequence t1ce |" in docs[report.RESULTS_DOC]
+    assert "| lgg, institution A |" in docs[report.RESULTS_DOC]

@@ -2,7 +2,7 @@
 
 Sanity checks in the spirit of Adebayo et al. 2018: the Grad-CAM peak falls in the lesion of
 positive images, the map of the other class does not, and randomly initialised models give maps
-unlike the trained model's. Nothing in tumor_model.explain is mocked.
+unlike the trained model's. Nothing in tumor_model.serving.explain is mocked.
 
 Why not the shared `conftest.tiny_artifacts` model: these checks need a model that has surely
 learned WHERE the lesion is, and copies of it with random weights; the tiny MobileNetV2 of the
@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tumor_model import explain as ex
+from tumor_model.serving import explain as ex
+from tumor_model.serving.cam_math import fuse_maps
 
 from conftest import fake_scan, lesion_box
 
@@ -213,8 +214,8 @@ def test_target_layers_match_tf_keras_vis(trained, held_out, method):
 def test_fused_layers_follow_layer_cam():
     """One map as it is; several: divided by their max, tanh(2 m) but the coarsest, maximum."""
     coarse, fine = np.array([[0.0, 4.0], [2.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 0.5]])
-    np.testing.assert_array_equal(ex._fuse([coarse], [49]), coarse)
-    fused = ex._fuse([coarse, fine], [4, 16])
+    np.testing.assert_array_equal(fuse_maps([coarse], [49]), coarse)
+    fused = fuse_maps([coarse, fine], [4, 16])
     np.testing.assert_allclose(fused, [[np.tanh(2.0), 1.0], [0.5, np.tanh(1.0)]])
 
 

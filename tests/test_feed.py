@@ -1,9 +1,9 @@
-"""In-memory feeds (tumor_model.feed.Batches) that work on every Keras backend."""
+"""In-memory feeds (tumor_model.training.feed.Batches) that work on every Keras backend."""
 
 import numpy as np
 import pytest
 
-from tumor_model.feed import Batches, group_members
+from tumor_model.training.feed import Batches, group_members
 
 
 def _epoch(feed):

@@ -11,7 +11,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tumor_model.imageio import ImageLoadError, load_image, prepare
+from tumor_model.io.geometry import prepare
+from tumor_model.io.imageio import ImageLoadError, load_image
 
 from badfiles import odd_files, pydicom_test_file, valid_image_bytes
 

@@ -1,4 +1,4 @@
-"""tumor_model.imageio: loading by content, every odd mode, clear errors, and geometry."""
+"""tumor_model.io.imageio: loading by content, every odd mode, clear errors, and geometry."""
 
 from __future__ import annotations
 
@@ -10,15 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from tumor_model import errors, imageio
-from tumor_model.imageio import (
-    ImageLoadError,
-    foreground_box,
-    load_image,
-    load_scan,
-    prepare,
-    sniff_format,
-)
+from tumor_model import errors
+from tumor_model.io import imageio
+from tumor_model.io.geometry import foreground_box, prepare
+from tumor_model.io.imageio import ImageLoadError, load_image, load_scan, sniff_format
 
 from badfiles import ODD_SIZES, bad_files, odd_files, valid_image_bytes
 

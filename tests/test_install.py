@@ -1,106 +1,168 @@
-"""`pip install .` gives a working `neuroscan` command, run from a folder that is not the repo.
+"""`pip install .` gives a working `neuroscan` command that finds the shipped model, run from a
+folder that is not the repository.
 
-Offline: the venv sees this interpreter's site-packages (TensorFlow etc. are not reinstalled),
-and the package is built with the setuptools already installed (`--no-build-isolation
---no-index`). The working tree (less `.git`, `artifacts/`, `docs/` and caches) is copied to a
-temporary folder first, so the in-tree build (`build/`, `*.egg-info`) never touches it.
+Built and installed with the interpreter running the tests, whatever it is (the system one, as in
+CI, or a virtual environment, as many users set one up): the wheel is built offline from a copy of
+the working tree with the build tools this interpreter already has (`pip wheel --no-deps
+--no-build-isolation`; through pip's own isolated build when it has no `bdist_wheel`), then
+unpacked with `pip install --no-deps --target DIR`. The command runs with PYTHONPATH=DIR, so it
+imports the installed copy of `tumor_model` and this interpreter's TensorFlow, Streamlit...:
+no nested virtual environment, whose view of site-packages depends on how this one was made.
+The copy of the tree keeps the in-tree build (`build/`, `*.egg-info`) out of the repository.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO
 
-SAMPLE = REPO / "artifacts" / "samples" / "tumor_00.png"
-SKIP = (".git", "artifacts", "docs", ".cache", ".gpu", "runs", "tmp", "build", "*.egg-info")
+pytestmark = pytest.mark.slow  # builds a 15 MB wheel and loads the shipped model
+
+ARTIFACTS = REPO / "artifacts"
+SKIP = (".git", "docs", "tests", "benchmarks", "experiments", "scripts", "pages", ".cache")
+SKIP += (".gpu", "runs", "tmp", "build", "dist", "*.egg-info", "artifacts-*")
 SKIP += ("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache", ".ruff_cache")
+SUBPACKAGES = sorted(
+    p.parent.relative_to(REPO).as_posix() for p in (REPO / "tumor_model").glob("*/__init__.py")
+)
 
 
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+def _env(target: Path | None = None) -> dict:
+    drop = ("PYTHONPATH", "PYTHONHOME", "NEUROSCAN_ARTIFACTS", "NEUROSCAN_DATA_DIR")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", TF_CPP_MIN_LOG_LEVEL="2")
+    if target is not None:
+        env["PYTHONPATH"] = str(target)
     return env
 
 
-def _run(args, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+def _run(args, cwd: Path, target: Path | None = None, timeout: int = 300):
     return subprocess.run(
         [str(a) for a in args],
         cwd=cwd,
-        env=_env(),
+        env=_env(target),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
 
 
+def _has_bdist_wheel() -> bool:
+    """setuptools >= 70.1 builds wheels itself; older ones need the `wheel` package."""
+    import setuptools
+
+    major, minor = (int(part) for part in setuptools.__version__.split(".")[:2])
+    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> tuple[Path, Path]:
-    """(venv, a working folder outside the repo) with neuroscan installed from a copy."""
-    base = tmp_path_factory.mktemp("install")
-    source = base / "source"  # the working tree, less what a build never needs
+def wheel(tmp_path_factory) -> Path:
+    """The wheel `pip install .` builds, from a copy of the working tree."""
+    base = tmp_path_factory.mktemp("wheel")
+    source = base / "source"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*SKIP))
-    venv = base / "venv"
-    made = _run([sys.executable, "-m", "venv", "--system-site-packages", venv], cwd=base)
-    assert made.returncode == 0, made.stderr
-    pip = [venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-build-isolation"]
-    done = _run([*pip, "--no-index", source], cwd=base)
+    offline = ["--no-build-isolation", "--no-index"] if _has_bdist_wheel() else []
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", *offline, "-w", base / "dist"]
+    built = _run([*pip, source], cwd=base)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (found,) = (base / "dist").glob("neuroscan-*.whl")
+    return found
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> tuple[Path, Path]:
+    """(the install folder, a working folder outside the repo)."""
+    base = tmp_path_factory.mktemp("install")
+    target = base / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", target]
+    done = _run([*pip, wheel], cwd=base)
     assert done.returncode == 0, done.stdout + done.stderr
     elsewhere = base / "elsewhere"
     elsewhere.mkdir()
-    return venv, elsewhere
+    return target, elsewhere
+
+
+def _neuroscan(installed, *args: str, timeout: int = 300):
+    target, elsewhere = installed
+    return _run(
+        [target / "bin" / "neuroscan", *args], cwd=elsewhere, target=target, timeout=timeout
+    )
+
+
+def test_the_wheel_holds_every_subpackage_the_model_and_the_script(wheel):
+    """pyproject.toml lists the packages (the shipped model is one of them, mapped from the
+    repository's artifacts/): a subpackage added to tumor_model/ must be added there too."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        entry_points = zf.read("neuroscan-0.1.0.dist-info/entry_points.txt").decode()
+    assert "tumor_model/__init__.py" in names
+    missing = [p for p in SUBPACKAGES if f"{p}/__init__.py" not in names]
+    assert not missing, f"not in the wheel (add them to [tool.setuptools] packages): {missing}"
+    for name in (
+        "io",
+        "serving",
+        "training",
+        "evaluation",
+        "site",
+        "release",
+        "commands",
+        "dashboard",
+    ):
+        assert f"tumor_model/{name}/__init__.py" in names, name
+    shipped = {
+        n.removeprefix("tumor_model/shipped/")
+        for n in names
+        if n.startswith("tumor_model/shipped/")
+    }
+    in_repo = {
+        p.relative_to(ARTIFACTS).as_posix()
+        for p in ARTIFACTS.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+    assert "model.keras" in shipped and "model_card.json" in shipped
+    assert "samples/samples.csv" in shipped
+    assert in_repo <= shipped, sorted(in_repo - shipped)
+    tops = {n.split("/", 1)[0] for n in names}
+    assert tops == {"tumor_model", "neuroscan-0.1.0.dist-info"}, tops  # no tests/, pages/...
+    assert "neuroscan = tumor_model.commands:main" in entry_points
 
 
 def test_the_installed_package_is_imported_not_the_repo(installed):
-    venv, elsewhere = installed
-    out = _run(
-        [venv / "bin" / "python", "-c", "import tumor_model; print(tumor_model.__file__)"],
-        cwd=elsewhere,
-    )
+    target, elsewhere = installed
+    code = "import tumor_model.artifacts as a; print(a.__file__); print(a.locate())"
+    out = _run([sys.executable, "-c", code], cwd=elsewhere, target=target)
     assert out.returncode == 0, out.stderr
-    where = Path(out.stdout.strip()).resolve()
-    assert where.is_relative_to(venv.resolve()), where
-    assert not where.is_relative_to(REPO), where
-
-
-def test_only_the_package_and_the_script_are_installed(installed):
-    """packages.find takes tumor_model and its subpackages, not tests/, benchmarks/, pages/..."""
-    venv, elsewhere = installed
-    out = _run(
-        [venv / "bin" / "python", "-m", "pip", "show", "--files", "neuroscan"], cwd=elsewhere
-    )
-    assert out.returncode == 0, out.stderr
-    files = [line.strip() for line in out.stdout.split("Files:", 1)[1].splitlines() if line]
-    tops = {Path(f).parts[0] for f in files if not f.startswith("..")}
-    assert tops == {"tumor_model", "neuroscan-0.1.0.dist-info"}, tops
-    assert "tumor_model/dashboard/__init__.py" in files
-    assert any(f.endswith("bin/neuroscan") for f in files)
+    module, model = (Path(line).resolve() for line in out.stdout.split())
+    assert module.is_relative_to(target.resolve()), module
+    assert not module.is_relative_to(REPO), module
+    assert model == (target / "tumor_model" / "shipped").resolve(), model
 
 
 def test_neuroscan_help_lists_the_commands(installed):
-    venv, elsewhere = installed
-    out = _run([venv / "bin" / "neuroscan", "--help"], cwd=elsewhere)
+    out = _neuroscan(installed, "--help")
     assert out.returncode == 0, out.stderr
     for command in ("summarize", "train", "cv", "evaluate", "predict"):
         assert command in out.stdout
+    assert "--help" in _neuroscan(installed, "predict", "--help").stdout
 
 
-def test_neuroscan_predict_a_sample_scan_from_another_folder(installed):
-    venv, elsewhere = installed
-    scan = elsewhere / "scan.png"
-    shutil.copy2(SAMPLE, scan)
-    out = _run(
-        [venv / "bin" / "neuroscan", "predict", "scan.png", "--artifacts", REPO / "artifacts"],
-        cwd=elsewhere,
-    )
-    assert out.returncode == 0, out.stderr
+def test_neuroscan_predict_a_shipped_sample_from_another_folder(installed):
+    """No --artifacts, no $NEUROSCAN_ARTIFACTS: the model shipped in the wheel answers."""
+    target, elsewhere = installed
+    samples = target / "tumor_model" / "shipped" / "samples"
+    shutil.copy2(samples / "tumor_00.png", elsewhere / "scan.png")
+    out = _neuroscan(installed, "predict", "scan.png")
+    assert out.returncode == 0, out.stdout + out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1, out.stdout
     result = lines[0]
@@ -110,16 +172,15 @@ def test_neuroscan_predict_a_sample_scan_from_another_folder(installed):
 
 
 def test_neuroscan_exit_codes_come_from_main(installed):
-    """The console script passes main()'s return value on: 1 when a file fails, 2 on an error."""
-    venv, elsewhere = installed
-    failed = _run(
-        [venv / "bin" / "neuroscan", "predict", "missing.png", "--artifacts", REPO / "artifacts"],
-        cwd=elsewhere,
-    )
+    """The console script passes main()'s return value on: 1 when a file fails, 2 on an error;
+    a missing model folder is named, with how to point elsewhere."""
+    target, elsewhere = installed
+    failed = _neuroscan(installed, "predict", "missing.png")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "error" in json.loads(failed.stdout.splitlines()[-1])
-    broken = _run(
-        [venv / "bin" / "neuroscan", "predict", "x.png", "--artifacts", elsewhere], cwd=elsewhere
-    )
+    broken = _neuroscan(installed, "predict", "x.png", "--artifacts", "no-model-here")
     assert broken.returncode == 2, broken.stdout + broken.stderr
-    assert any(line.startswith("error: ") for line in broken.stderr.splitlines()), broken.stderr
+    errors = [line for line in broken.stderr.splitlines() if line.startswith("error: ")]
+    assert errors, broken.stderr
+    assert str(elsewhere / "no-model-here") in errors[0], errors[0]  # the folder it read
+    assert "--artifacts" in errors[0] and "NEUROSCAN_ARTIFACTS" in errors[0], errors[0]

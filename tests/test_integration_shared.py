@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
-from tumor_model import crossval, evaluate, features, split, train
+from tumor_model import metrics
 from tumor_model.config import Settings
+from tumor_model.evaluation import crossval
 from tumor_model.model import build_model
+from tumor_model.training import features, split, train
 
 from conftest import REPO, SHARED_DATA, SHARED_WEIGHTS
 
@@ -50,11 +52,11 @@ def test_frozen_features_head_is_leak_free_and_accurate(table):
     is_train, is_val = (frame.split == "train").to_numpy(), (frame.split == "val").to_numpy()
     train.train_head(head, x, y, is_train, is_val, settings, verbose=0)
     p = head.predict(x, verbose=0).ravel()
-    temperature, threshold = evaluate.decide(
+    temperature, threshold = metrics.decide(
         y[is_val], p[is_val], settings.calibrate, settings.threshold
     )
     test = (frame.split == "test").to_numpy()
-    m = evaluate.all_metrics(y[test], evaluate.apply_temperature(p[test], temperature), threshold)
+    m = metrics.all_metrics(y[test], metrics.apply_temperature(p[test], temperature), threshold)
     assert m["accuracy"] >= 0.90, m
     assert m["roc_auc"] >= 0.97, m
     assert np.isfinite(m["ece"])

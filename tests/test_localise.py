@@ -1,4 +1,4 @@
-"""The localisation benchmark (tumor_model.localise): boxes through the image geometry, the
+"""The localisation benchmark (evaluation.localise): boxes through the image geometry, the
 pointing game and energy ratio on hand-made maps, the target-layer option on the tiny model, and
 `neuroscan localise` end to end on a generated boxes.csv. Nothing here needs ../shared/data."""
 
@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tumor_model import artifacts, localise
-from tumor_model.explain import METHOD_NAMES, METHODS
-from tumor_model.imageio import prepare_placed
+from tumor_model import artifacts
+from tumor_model.evaluation import lesion_scores, localise
+from tumor_model.io.geometry import prepare_placed
+from tumor_model.serving import maps
+from tumor_model.serving.explain import METHOD_NAMES, METHODS
 
 from conftest import cli, fake_scan, lesion_box
 
@@ -47,7 +49,7 @@ def test_the_box_follows_the_lesion_through_the_geometry(geometry, size):
     lesion = (200, 60, 230, 90)
     img = _scan_with_lesion(lesion=lesion)
     pixels, placement = prepare_placed(img, size, geometry)
-    box = localise.box_mask(placement, 300, 200, _row(lesion, 300, 200))
+    box = lesion_scores.box_mask(placement, 300, 200, _row(lesion, 300, 200))
     bright = pixels[..., 0] >= 200
     assert bright.sum() > 0
     assert box[bright].all(), "a lesion pixel fell outside its mapped box"
@@ -74,14 +76,14 @@ def test_pointing_game_with_a_tolerance():
     box[20:31, 20:31] = True
     heat = np.zeros((64, 64))
     heat[25, 25] = 1.0
-    assert localise.pointing(heat, box, 0)
+    assert lesion_scores.pointing(heat, box, 0)
     heat[:] = 0
     heat[10, 10] = 1.0  # 10 px up and left of the corner (20, 20): 14.1 px away
-    assert not localise.pointing(heat, box, 8) and localise.pointing(heat, box, 15)
+    assert not lesion_scores.pointing(heat, box, 8) and lesion_scores.pointing(heat, box, 15)
     heat[:] = 0
     heat[25, 36] = 1.0  # 6 px right of the last column
-    assert not localise.pointing(heat, box, 0) and localise.pointing(heat, box, 8)
-    assert not localise.pointing(np.zeros((64, 64)), box, 64)  # an empty map points nowhere
+    assert not lesion_scores.pointing(heat, box, 0) and lesion_scores.pointing(heat, box, 8)
+    assert not lesion_scores.pointing(np.zeros((64, 64)), box, 64)  # an empty map points nowhere
 
 
 def test_energy_ratio_against_an_even_spread():
@@ -90,21 +92,21 @@ def test_energy_ratio_against_an_even_spread():
     box = np.zeros((20, 20), bool)
     box[5:7, 5:10] = True  # 10 px: 10% of the head
     inside = box.astype(float)
-    assert localise.energy_ratio(inside, box, head) == pytest.approx(10.0)
-    assert localise.energy_ratio(head.astype(float), box, head) == pytest.approx(1.0)
+    assert lesion_scores.energy_ratio(inside, box, head) == pytest.approx(10.0)
+    assert lesion_scores.energy_ratio(head.astype(float), box, head) == pytest.approx(1.0)
     half = inside + (head & ~box) * (10 / 90)  # half the energy in the box
-    assert localise.energy_ratio(half, box, head) == pytest.approx(5.0)
-    assert localise.energy_ratio(np.zeros((20, 20)), box, head) == 0.0
+    assert lesion_scores.energy_ratio(half, box, head) == pytest.approx(5.0)
+    assert lesion_scores.energy_ratio(np.zeros((20, 20)), box, head) == 0.0
     outside = np.zeros((20, 20), bool)
     outside[0:2, 0:2] = True
-    assert np.isnan(localise.energy_ratio(inside, outside, head))
+    assert np.isnan(lesion_scores.energy_ratio(inside, outside, head))
 
 
 def test_head_mask_is_the_foreground_with_holes_filled():
     arr = np.zeros((40, 40, 3), np.uint8)
     arr[5:35, 5:35] = 120
     arr[15:25, 15:25] = 0  # a dark hole (a ventricle) inside the head
-    mask = localise.head_mask(arr)
+    mask = lesion_scores.head_mask(arr)
     assert mask[15:25, 15:25].all() and mask.sum() == 30 * 30 and not mask[:5].any()
 
 
@@ -152,6 +154,7 @@ def test_unseen_rows_and_halves(tmp_path):
         {
             "path": ["a", "b", "c", "d"],
             "root": "r",
+            "source": "r",
             "sha256": ["s0", "s1", "s2", "zz"],
             "group": 0,
             "label": 1,
@@ -184,18 +187,18 @@ def test_the_rule_prefers_pointing_within_the_latency_budget():
 
 
 def test_the_shipped_default_and_its_fallbacks(tmp_path):
-    assert localise.default_explanation(tmp_path) == ("gradcam", None)
+    assert maps.default_explanation(tmp_path) == ("gradcam", None)
     path = tmp_path / artifacts.LOCALISATION
     path.write_text(json.dumps({"method": "layercam", "layers": ["a", "b"]}))
-    assert localise.default_explanation(tmp_path) == ("layercam", ("a", "b"))
+    assert maps.default_explanation(tmp_path) == ("layercam", ("a", "b"))
     path.write_text(json.dumps({"method": "smoothgrad", "layers": []}))
-    assert localise.default_explanation(tmp_path) == ("smoothgrad", None)
+    assert maps.default_explanation(tmp_path) == ("smoothgrad", None)
     path.write_text("{not json")
-    assert localise.default_explanation(tmp_path) == ("gradcam", None)
+    assert maps.default_explanation(tmp_path) == ("gradcam", None)
 
 
 def test_the_methods_take_target_layers_on_the_tiny_model(tiny_artifacts):
-    from tumor_model.predict import Predictor
+    from tumor_model.serving.predict import Predictor
 
     predictor = Predictor(tiny_artifacts)
     explainer = predictor.explainer()
@@ -242,7 +245,7 @@ def test_localise_command_end_to_end(tiny_artifacts, tmp_path):
     assert table.count("\n| ") == len(names) + 1 and f"**{default['name']}**" in table
     shipped = json.loads((folder / artifacts.LOCALISATION).read_text())
     assert shipped["method"] == default["method"] and shipped["layers"] == default["layers"]
-    assert localise.summary_line(shipped).startswith(METHOD_NAMES[default["method"]])
+    assert maps.summary_line(shipped).startswith(METHOD_NAMES[default["method"]])
 
     # predict --explain now explains with the shipped choice by default
     scan = boxes.parent / "tumor" / "glioma_0.jpg"

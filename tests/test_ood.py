@@ -1,4 +1,4 @@
-"""tumor_model.ood, the out-of-distribution guard: the feature guard on synthetic features (no
+"""serving.ood, the out-of-distribution guard: the feature guard on synthetic features (no
 model needed), the image checks on generated non-MRI images and on MRI-like fixture slices, and
 the whole guard of the shipped model on generated non-MRI images and on its shipped MRI samples
 (skipped without artifacts/) and on held-out files of every shared source (skipped without
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tumor_model import ood
+from tumor_model.serving import ood
 
 from conftest import REPO, fake_scan
 from test_predict import IS_SHIPPED, SHIPPED
@@ -206,7 +206,7 @@ def test_assess_combines_checks_and_feature_score():
 def shipped():
     if not IS_SHIPPED:
         pytest.skip(f"the guard's rates are checked on the shipped model; none at {SHIPPED}")
-    from tumor_model.predict import Predictor
+    from tumor_model.serving.predict import Predictor
 
     predictor = Predictor(SHIPPED)
     assert predictor.guard is not None, "the shipped artifacts have no ood.npz"
@@ -233,7 +233,7 @@ def test_shipped_guard_passes_held_out_files_of_every_shared_source(shipped):
     measurement)."""
     if not SHARED.is_dir():
         pytest.skip(f"the shared data is not here ({SHARED})")
-    from tumor_model.pipeline import guard_table
+    from tumor_model.release.pipeline import guard_table
 
     roots = _benchmark().ROOTS
     table = guard_table(SHIPPED, [str(REPO / r) for r in roots])

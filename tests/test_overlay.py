@@ -1,4 +1,4 @@
-"""tumor_model.overlay: colormaps, the heatmap overlay and PNG encoding (no model needed)."""
+"""serving.overlay: colormaps, the heatmap overlay and PNG encoding (no model needed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tumor_model.overlay import COLORMAPS, colorize, overlay, to_png
+from tumor_model.serving.overlay import COLORMAPS, colorize, overlay, to_png
 
 
 def test_overlay_blends_and_validates():

@@ -1,4 +1,4 @@
-"""`neuroscan pack` (tumor_model.pack): a small dataset folder that reads like the original."""
+"""`neuroscan pack` (training.pack): a small dataset folder that reads like the original."""
 
 import io
 import json
@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tumor_model import data, features, pack, pipeline, split
-from tumor_model.imageio import load_image, prepare
+from tumor_model.io.geometry import prepare
+from tumor_model.io.imageio import load_image
+from tumor_model.release import pipeline
+from tumor_model.training import data, features, pack, split
 
 from conftest import cli, tiny_settings
 
@@ -93,7 +95,7 @@ def test_a_webp_pack_reads_back_within_the_same_error_and_keeps_grey_one_channel
 def test_training_from_a_pack_keeps_the_data_fingerprint(packed, tiny_artifacts, tmp_path):
     out, _ = packed
     settings = tiny_settings(out, tmp_path / "art", head_epochs=2)
-    folder = pipeline.run(settings, shortcut=False, samples=False)
+    folder = pipeline.train_and_write(settings, shortcut=False, samples=False)
     card, shipped = (
         json.loads((f / "model_card.json").read_text()) for f in (folder, tiny_artifacts)
     )
@@ -113,7 +115,7 @@ def test_pack_refuses_an_existing_folder_and_bad_values(tiny_dataset, tmp_path):
 def test_refit_guard_rewrites_the_guard_in_place(tiny_artifacts, tmp_path):
     import shutil
 
-    from tumor_model.predict import Predictor
+    from tumor_model.serving.predict import Predictor
 
     art = tmp_path / "art"
     shutil.copytree(tiny_artifacts, art)

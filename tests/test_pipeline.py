@@ -1,4 +1,4 @@
-"""The `train` command end to end (tumor_model.pipeline) on the tiny generated dataset."""
+"""The `train` command end to end (tumor_model.release.pipeline) on the tiny generated dataset."""
 
 import json
 import os
@@ -11,9 +11,12 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from tumor_model import artifacts, evaluate, pipeline, split
+from tumor_model import artifacts
 from tumor_model.artifacts import HISTORY_COLUMNS
-from tumor_model.predict import Predictor
+from tumor_model.metrics import group_level
+from tumor_model.release import pipeline
+from tumor_model.serving.predict import Predictor
+from tumor_model.training import split
 
 from conftest import REPO, cli, tiny_settings
 
@@ -56,7 +59,7 @@ def test_metrics_agree_with_predictions_and_sklearn(tiny_artifacts):
     assert m["accuracy"]["value"] == pytest.approx(skm.accuracy_score(test.label, pred))
     assert m["roc_auc"]["value"] == pytest.approx(skm.roc_auc_score(test.label, test.probability))
     assert metrics["test"]["n"] == len(test)
-    grouped = evaluate.group_level(test)
+    grouped = group_level(test)
     assert metrics["test_groups"]["n"] == len(grouped)
     assert metrics["cv"]["folds"] == 3 and len(metrics["cv"]["fold_accuracy"]) == 3
     assert sum(metrics["cv"]["fold_size"]) == len(preds)
@@ -77,7 +80,7 @@ def test_saved_model_reproduces_predictions(tiny_artifacts):
 
 def test_threshold_setting_is_used(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
-    out = pipeline.run(
+    out = pipeline.train_and_write(
         tiny_settings(root, tmp_path / "a", threshold=0.5, calibrate=False, head_epochs=2),
         shortcut=False,
         samples=False,
@@ -88,7 +91,7 @@ def test_threshold_setting_is_used(tiny_dataset, tmp_path):
 
 def test_fine_tune_phase_and_random_split(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
-    out = pipeline.run(
+    out = pipeline.train_and_write(
         tiny_settings(
             root,
             tmp_path / "ft",
@@ -112,13 +115,13 @@ def test_killed_run_leaves_previous_artifacts(tiny_dataset, tmp_path):
     """A real training run killed mid-way (SIGKILL) must not touch the finished artifacts."""
     root, _ = tiny_dataset
     settings = tiny_settings(root, tmp_path / "art", head_epochs=2)
-    first = pipeline.run(settings, shortcut=False, samples=False)
+    first = pipeline.train_and_write(settings, shortcut=False, samples=False)
     before = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
     again = tiny_settings(root, tmp_path / "art", head_epochs=200, patience=200)
     again.to_json(tmp_path / "again.json")
     code = (
         "from tumor_model import train\nfrom tumor_model.config import Settings\n"
-        f"pipeline.run(Settings.from_json({str(tmp_path / 'again.json')!r}))\n"
+        f"pipeline.train_and_write(Settings.from_json({str(tmp_path / 'again.json')!r}))\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
@@ -149,7 +152,7 @@ def test_fine_tune_by_group_then_report_protocol_command(tiny_dataset, tmp_path,
         sample_groups=True,
         class_weights=True,
     )
-    out = pipeline.run(settings, shortcut=False, samples=False)
+    out = pipeline.train_and_write(settings, shortcut=False, samples=False)
     hist = pd.read_csv(out / "history.csv")
     assert (hist.phase == "fine_tune").sum() == 2
     assert "one file of each of" in capfd.readouterr().out

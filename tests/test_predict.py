@@ -3,7 +3,7 @@
 Everything runs on the tiny model of `conftest.tiny_artifacts` (trained once per session), except
 the OOD guard checks and one smoke test, which need the shipped model (`artifacts/`, or
 $NEUROSCAN_ARTIFACTS; for the test split also the dataset) and are skipped with the reason
-otherwise. The guard itself (`tumor_model.ood`) is unit-tested in test_ood.py, `load_scan` in
+otherwise. The guard itself (`serving.ood`) is unit-tested in test_ood.py, `load_scan` in
 test_imageio.py.
 """
 
@@ -19,11 +19,12 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from tumor_model import cli, ood
+from tumor_model import commands as cli
 from tumor_model.artifacts import CARD, MODEL, REBUILD, ArtifactError, read_card
 from tumor_model.config import CLASS_NAMES, DISPLAY_NAMES
-from tumor_model.imageio import load_scan
-from tumor_model.predict import NO_VERDICT, Predictor, confidence_band
+from tumor_model.io.imageio import load_scan
+from tumor_model.serving import ood
+from tumor_model.serving.predict import NO_VERDICT, Predictor, confidence_band
 
 from badfiles import bad_files, odd_files, valid_image_bytes
 from conftest import REPO, SHARED_DATA
@@ -50,13 +51,15 @@ def samples(artifacts) -> pd.DataFrame:
 
 
 def _is_prediction(result: dict, predictor: Predictor, shown: bool = False) -> None:
-    """`shown`: a line of the CLI, whose label is the user-facing config.DISPLAY_NAMES one."""
+    """`shown`: a line of the CLI, whose label is the user-facing config.DISPLAY_NAMES one, its
+    threshold rounded and no probability where the guard withheld the verdict."""
     p = result["probability"]
-    assert 0.0 <= p <= 1.0
-    assert result["threshold"] == predictor.threshold
+    withheld = not (result["is_mri"] or result["predicted_anyway"])
+    assert p is None if shown and withheld else 0.0 <= p <= 1.0
+    assert result["threshold"] == (round(predictor.threshold, 4) if shown else predictor.threshold)
     assert isinstance(result["out_of_distribution"], bool) and np.isfinite(result["ood_score"])
     assert result["is_mri"] is not result["out_of_distribution"]
-    if not (result["is_mri"] or result["predicted_anyway"]):  # the guard withheld the verdict
+    if withheld:
         assert result["label"] is None and result["band"] is None
         assert result["verdict"] == NO_VERDICT and result["ood_reason"].startswith(ood.NOT_MRI)
         return

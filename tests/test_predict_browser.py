@@ -1,6 +1,7 @@
 """The Predict page in a real browser: `streamlit run`, Chromium via Playwright, upload a shipped
-sample through the file input, wait for the explanation overlay, save docs/screenshots/predict.png;
-then upload a mixed batch and check the error and the results table.
+sample through the file input, wait for the explanation overlay, take a full-page screenshot
+(into a temporary folder: the README's are taken by `python3 scripts/screenshots.py`); then upload
+a mixed batch and check the error and the results table.
 
 Skipped when /usr/bin/chromium is missing, except in CI (env CI set), where that is a failure.
 Runs on the shipped artifacts, else on the tiny model of conftest.tiny_artifacts.
@@ -12,14 +13,18 @@ import os
 
 import pandas as pd
 import pytest
-from test_browser import full_page_screenshot, leaves_machine
+from test_browser import leaves_machine
 
 from badfiles import bad_files
 from conftest import REPO
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, shipped_artifacts, streamlit_server
+from streamlit_server import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    full_page_screenshot,
+    shipped_artifacts,
+    streamlit_server,
+)
 
-SHOT = REPO / "docs" / "screenshots" / "predict.png"
-VOLUME_SHOT = REPO / "docs" / "screenshots" / "predict_volume.png"
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
 
 pytestmark = pytest.mark.slow
@@ -75,9 +80,9 @@ def test_upload_and_explain_in_the_browser(server, tmp_path):
             )
             expect(main.get_by_text("P(tumour)").first).to_be_visible()
             assert page.locator('[data-testid="stException"]').count() == 0
-            SHOT.parent.mkdir(parents=True, exist_ok=True)
-            full_page_screenshot(page, SHOT)
-            assert 5_000 < SHOT.stat().st_size < 1_500_000
+            shot = tmp_path / "predict.png"
+            full_page_screenshot(page, shot)
+            assert 5_000 < shot.stat().st_size < 1_500_000
             assert str(REPO.parent) not in page.locator("body").inner_text()
 
             # the uploader keeps the sample and adds the bad file: a batch of two
@@ -99,7 +104,7 @@ def test_upload_and_explain_in_the_browser(server, tmp_path):
 
 def test_volume_in_the_browser(server, tmp_path):
     """A NIfTI stacked from the shipped samples (tests/volumes.py): the per-slice chart, the slice
-    slider, the most suspicious slices' overlays; full page: docs/screenshots/predict_volume.png."""
+    slider, the most suspicious slices' overlays; and a screenshot of the whole view."""
     from playwright.sync_api import expect, sync_playwright
 
     from volumes import sample_volume
@@ -139,8 +144,8 @@ def test_volume_in_the_browser(server, tmp_path):
             page.set_viewport_size({"width": 1280, "height": int(height) + 40})
             page.wait_for_timeout(1500)
             _idle(page)
-            VOLUME_SHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(VOLUME_SHOT), full_page=True)
-            assert 5_000 < VOLUME_SHOT.stat().st_size < 1_500_000
+            shot = tmp_path / "predict_volume.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert 5_000 < shot.stat().st_size < 1_500_000
         finally:
             browser.close()

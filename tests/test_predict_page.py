@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tumor_model import localise
 from tumor_model.artifacts import CARD, REBUILD
-from tumor_model.explain import METHOD_NAMES
-from tumor_model.predict import confidence_band
+from tumor_model.serving import maps
+from tumor_model.serving.explain import METHOD_NAMES
+from tumor_model.serving.predict import confidence_band
 
 from badfiles import bad_files, odd_files
 from conftest import REPO
@@ -91,9 +91,9 @@ def test_upload_one_sample_shows_probability_and_overlay(page, sample, art):
     assert shown["Decision"] == ("tumour" if p >= threshold else "no tumour")
     band = confidence_band(p, threshold)
     assert any(band[1:] in m.value for m in [*at.info, *at.warning])
-    default = METHOD_NAMES[localise.default_explanation(art)[0]]  # neuroscan localise's choice
+    default = METHOD_NAMES[maps.default_explanation(art)[0]]  # neuroscan localise's choice
     assert _overlay_captions(at) == [f"{default} overlay: evidence for “{shown['Decision']}”"]
-    shipped = localise.shipped(art) is not None  # then its benchmark line is shown
+    shipped = maps.shipped(art) is not None  # then its benchmark line is shown
     assert any(c.value.startswith("Default map: ") for c in at.caption) == shipped
     assert at.download_button(key="predict_overlay_png")
     assert not at.error
@@ -238,8 +238,8 @@ def test_missing_artifacts_show_the_rebuild_command(tmp_path, monkeypatch):
 
 
 def test_volume_shows_chart_slider_verdict_and_suspicious_slices(page, art):
-    from tumor_model import volume as vol
-    from tumor_model.predict import Predictor
+    from tumor_model.serving import volume as vol
+    from tumor_model.serving.predict import Predictor
 
     from volumes import sample_volume
 
@@ -261,11 +261,45 @@ def test_volume_shows_chart_slider_verdict_and_suspicious_slices(page, art):
     captions = [c for img in at.image for c in img.captions]
     top = [f"Slice {k}: P(tumour) " for k in expected["most_suspicious"]]
     assert [c[: len(t)] for c, t in zip(captions[2:], top, strict=True)] == top
+    default = METHOD_NAMES[maps.default_explanation(art)[0]]  # as single scans get
+    assert all(f"; {default} evidence for “" in c for c in captions[1:])
     slider.set_value(1).run()
     _clean(at)
     assert (
         at.image[1].captions[0].startswith(f"Slice 1: P(tumour) {expected['probabilities'][0]:.3f}")
     )
+
+
+def test_volume_slice_maps_are_the_models_default_explanation(art):
+    """The volume view's overlays are the default map (method and layers of
+    `maps.default_explanation`) of each slice's predicted class, not Grad-CAM's."""
+    import numpy as np
+
+    from tumor_model.dashboard import predict as pp
+    from tumor_model.serving import overlay as ov
+    from tumor_model.serving import volume as vol
+    from tumor_model.serving.predict import Predictor
+
+    from volumes import sample_volume
+
+    predictor = Predictor(art)
+    explainer = predictor.explainer()
+    volume = vol.load_volume([sample_volume(art)], ["stack.nii.gz"])
+    item = {"key": "stack", "volume": volume, "result": vol.predict_volume(predictor, volume)}
+    method, layers = maps.default_explanation(art, predictor.model)
+    chosen = item["result"]["most_suspicious"][0]
+    views = pp.slice_views((predictor, explainer, 0.0), item, chosen, (method, layers), {})
+    pixels = predictor.pixels(volume.image(chosen - 1))
+    target = int(item["result"]["slices"][chosen - 1]["probability"] >= item["result"]["threshold"])
+    expl = explainer.explain(pixels, method, target, layers)
+    assert expl.method == method and (layers is None or expl.layers == layers)
+    picture, caption = views["chosen"]
+    assert np.abs(picture.astype(int) - ov.overlay(pixels, expl.heatmap, 0.4, "jet")).max() <= 1
+    assert f"; {METHOD_NAMES[method]} evidence for" in caption
+    assert len(views["top"]) == len(item["result"]["most_suspicious"])
+    if (method, layers) != ("gradcam", None):  # the shipped model's default is not Grad-CAM
+        gradcam = explainer.explain(pixels, "gradcam", target).heatmap
+        assert np.abs(gradcam - expl.heatmap).max() > 0.05
 
 
 def test_bad_volumes_are_errors_and_the_rest_is_predicted(page, sample):
@@ -301,7 +335,7 @@ def test_overlay_download_is_at_the_scans_resolution(page, sample):
 
 
 def test_methods_side_by_side(page, sample):
-    from tumor_model.explain import METHODS
+    from tumor_model.serving.explain import METHODS
 
     at = _upload(page, [sample])
     assert not [c for img in at.image for c in img.captions if c.endswith(" s)")]

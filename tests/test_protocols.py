@@ -1,10 +1,10 @@
-"""The report's random-split protocol and the shortcut check (tumor_model.protocols)."""
+"""The report's random-split protocol and the shortcut check (tumor_model.evaluation.protocols)."""
 
 import json
 
 import pytest
 
-from tumor_model import protocols
+from tumor_model.evaluation import protocols
 
 
 def test_report_protocol_refuses_a_random_split_model(tiny_artifacts, tmp_path):

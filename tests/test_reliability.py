@@ -38,11 +38,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Dataframe
 
-from tumor_model import cli
+from tumor_model import commands as cli
 from tumor_model.artifacts import REBUILD, ArtifactError
 from tumor_model.config import DISPLAY_NAMES
-from tumor_model.imageio import load_scan
-from tumor_model.predict import Predictor
+from tumor_model.io.imageio import load_scan
+from tumor_model.serving.predict import Predictor
 
 from badfiles import _dicom_bytes, bad_files
 from conftest import REPO
@@ -451,7 +451,7 @@ def _rehash(folder: Path) -> None:
 def test_models_are_only_loaded_in_safe_mode():
     """Every load_model call in the product passes safe_mode=True; nothing enables unsafe
     deserialization."""
-    sources = [*(REPO / "tumor_model").glob("*.py"), *(REPO / "pages").glob("*.py"), APP]
+    sources = [*(REPO / "tumor_model").rglob("*.py"), *(REPO / "pages").glob("*.py"), APP]
     calls = []
     for path in sources:
         tree = ast.parse(path.read_text(), filename=str(path))
@@ -469,7 +469,8 @@ def test_models_are_only_loaded_in_safe_mode():
 
 def test_a_model_carrying_python_code_is_refused(art, tmp_path):
     """A model.keras with a Lambda layer (arbitrary code) and a matching sha256: the Predictor
-    refuses it and the code never runs; loaded unsafely, the same file does run it."""
+    refuses it and the code never runs (on Keras: safe mode; on ONNX Runtime the export no longer
+    matches the card); loaded unsafely, the same file does run it."""
     import keras
 
     folder = _copy(art, tmp_path / "artifacts")
@@ -483,8 +484,10 @@ def test_a_model_carrying_python_code_is_refused(art, tmp_path):
     marker.unlink(missing_ok=True)
     _rehash(folder)
     with pytest.raises(ArtifactError, match="Lambda") as err:
-        Predictor(folder)
+        Predictor(folder, runtime="keras")
     assert HINT in str(err.value)
+    with pytest.raises(ArtifactError, match="exported from another model.keras"):
+        Predictor(folder)
     assert not marker.exists()
     unsafe = keras.saving.load_model(folder / "model.keras", safe_mode=False)  # the control
     unsafe.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0)

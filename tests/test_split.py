@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tumor_model import split
+from tumor_model.training import split
 
 from conftest import tiny_settings
 

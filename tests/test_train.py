@@ -1,12 +1,13 @@
-"""The training recipe (tumor_model.train): class weights, the head phase, `fit`."""
+"""The training recipe (tumor_model.training.train): class weights, the head phase, `fit`."""
 
 import numpy as np
 import pytest
 
-from tumor_model import crossval, train
 from tumor_model.artifacts import HISTORY_COLUMNS
 from tumor_model.config import Settings
+from tumor_model.evaluation import crossval
 from tumor_model.model import make_head
+from tumor_model.training import train
 
 from conftest import tiny_settings
 

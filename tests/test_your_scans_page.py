@@ -48,7 +48,10 @@ def test_a_folder_is_checked_adapted_and_can_be_used(page, tmp_path):
     assert (out / artifacts.MODEL).is_file() and artifacts.read_card(out)["adapted"]
     page.button(key="site_use").click().run()
     assert page.text_input(key="model_folder").value == str(out)
-    assert any("adapted" in c.value for c in page.sidebar.caption)
+    captions = [c.value for c in page.sidebar.caption]
+    assert any(c.startswith("Adapted ") and "24 labelled scans" in c for c in captions)
+    assert "Threshold chosen on the site's scans (out-of-fold)." in captions
+    assert [m.label for m in page.sidebar.metric] == ["Balanced accuracy on the site's scans"]
 
 
 def test_one_class_folder_gets_a_clear_error_and_writes_nothing(page, tmp_path):

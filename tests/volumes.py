@@ -1,5 +1,5 @@
 """Generated volumes for the tests (no downloads): a head phantom as NIfTI, multi-frame DICOM,
-a DICOM series (files or a zip), and the bad volumes `tumor_model.volume` must refuse.
+a DICOM series (files or a zip), and the bad volumes `tumor_model.serving.volume` must refuse.
 
 Every DICOM here carries fake patient tags (FAKE_PHI) that must never come out of the package.
 """
@@ -179,7 +179,7 @@ def multiframe_bytes(
 def sample_volume(art, tumour: int = 4, healthy: int = 10) -> bytes:
     """A .nii.gz stacked from the artifacts' shipped sample slices (held-out Kaggle thumbnails,
     different patients): `healthy` healthy slices with `tumour` tumour slices in the middle,
-    each padded onto 128 x 128, stored so that `tumor_model.volume` shows them as they are."""
+    each padded onto 128 x 128, stored so that `serving.volume` shows them as they are."""
     import pandas as pd
     from PIL import Image, ImageOps
 

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from tumor_model.commands import main
 
 sys.exit(main())

@@ -15,9 +15,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # ----------------------------------------------------------------------------- files
 
@@ -42,6 +45,14 @@ FILES = (
 # Optional, written by `neuroscan localise --save`: the explanation method and layer chosen on
 # tumour boxes, with its localisation figures (read by the CLI and the Predict page).
 LOCALISATION = "localisation.json"
+# Optional, written by `neuroscan volume-rule --save`: how the volume rule (serving.volume.RULE)
+# was chosen and checked on this model, with its sha256 (read by the Predict page and `report`).
+VOLUME_RULE = "volume_rule.json"
+# Written with the model by `train`, `adapt` and `neuroscan export`: the same network for ONNX
+# Runtime (outputs: the probability and the pool features the guard reads); the model card's
+# "export" block holds its sha256, and `predict` refuses an export that does not match it.
+EXPORT = "model.onnx"
+EXPORT_OUTPUTS = ("probability", "pool")
 
 HISTORY_COLUMNS = [
     "epoch",
@@ -61,19 +72,48 @@ COLUMNS = {
     SPLIT: ["path", "root", "source", "sha256", "group", "label", "split"],
     SAMPLES_CSV: ["file", "label", "class_name"],
 }
+# Per-file metadata a source's files.csv may give (training.metadata): patient, MRI sequence,
+# institution. Optional columns of split.csv and predictions.csv: written when some file carries
+# them, never required, so folders written before them still read.
+PATIENT, SEQUENCE, INSTITUTION = "patient_id", "sequence", "institution"
+FILE_METADATA = (PATIENT, SEQUENCE, INSTITUTION)
+OPTIONAL_COLUMNS = {SPLIT: list(FILE_METADATA), PREDICTIONS: list(FILE_METADATA)}
 
 WEIGHTS = "../shared/weights/mobilenet_v2_1.0_224_tfslim_imagenet_no_top.h5"
 REBUILD = f"neuroscan train --data-dir <dataset> --weights {WEIGHTS}"
+ENV = "NEUROSCAN_ARTIFACTS"  # the model folder to read when --artifacts is not given
+SHIPPED_PACKAGE = "tumor_model.shipped"  # the wheel's copy of the repository's artifacts/
+
+
+def shipped_dir() -> Path:
+    """The model shipped with the package: the installed wheel's package data
+    (`tumor_model/shipped/`, a copy of the repository's `artifacts/`), else, in a source
+    checkout, `artifacts/` at the top of the repository."""
+    installed = Path(__file__).resolve().parent / "shipped"
+    if (installed / CARD).is_file():
+        return installed
+    return Path(__file__).resolve().parents[1] / "artifacts"
+
+
+def locate(folder: str | Path | None = None, env: dict | None = None) -> Path:
+    """The artifacts folder to read: `folder` (a command's --artifacts) when given, else
+    $NEUROSCAN_ARTIFACTS, else the shipped model (`shipped_dir`), from any working folder."""
+    if folder not in (None, ""):
+        return Path(folder).expanduser()
+    value = (os.environ if env is None else env).get(ENV, "").strip()
+    return Path(value).expanduser() if value else shipped_dir()
 
 
 class ArtifactError(RuntimeError):
-    """An artifact is missing, incomplete or corrupt; the message names it and how to rebuild."""
+    """An artifact is missing, incomplete or corrupt; the message names the folder read, the
+    file, and how to point elsewhere (or rebuild)."""
 
     def __init__(self, directory: str | Path, name: str, problem: str):
         self.directory, self.name, self.problem = str(directory), name, problem
         super().__init__(
-            f"Artifact {name!r} in {self.directory!r} {problem}. Rebuild the artifacts with: "
-            f"`{REBUILD}`"
+            f"Artifact {name!r} in {os.path.abspath(self.directory)!r} {problem}. Point "
+            f"--artifacts or ${ENV} at a model folder written by `neuroscan train` (the shipped "
+            f"one: {shipped_dir()}), or rebuild one with `{REBUILD}`"
         )
 
     def __reduce__(self):
@@ -91,6 +131,10 @@ LOSO_FINE_TUNED = "loso_fine_tuned"  # the same CV of the whole recipe (`--by lo
 EXTERNAL = "external"
 SOURCE_BLOCKS = (LOSO, LOSO_FINE_TUNED, EXTERNAL)  # the blocks laid out as "pooled" + "sources"
 TEST_SOURCES = "test_sources"  # the test split per source
+# Inside a per-source block: {sequence: block} and {institution: block} for files that carry
+# one (a source's files.csv); `neuroscan report` shows these figures wherever they are present.
+SEQUENCES, INSTITUTIONS = "sequences", "institutions"
+BREAKDOWNS = {SEQUENCES: SEQUENCE, INSTITUTIONS: INSTITUTION}  # block key -> file column
 CV_GROUPS = {
     "duplicate": "duplicate groups kept whole",
     "source": "duplicate groups and image sizes kept whole (a proxy for unseen sources)",
@@ -180,9 +224,10 @@ class ModelCard:
     trained_at: str
     settings: dict
     ood: dict = field(default_factory=dict)
+    export: dict = field(default_factory=dict)  # the ONNX export (serving.export), once written
     name: str = "NeuroScan brain-MRI tumour classifier"
     output: str = "sigmoid probability of class_names[1] (tumor), temperature-calibrated"
-    input: str = "RGB 0-255, (input_size, input_size, 3), made by tumor_model.imageio.prepare"
+    input: str = "RGB 0-255, (input_size, input_size, 3), made by tumor_model.io.geometry.prepare"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -261,6 +306,8 @@ def read_json(directory: str | Path, name: str) -> dict:
 
 def read_csv(directory: str | Path, name: str) -> pd.DataFrame:
     """A CSV artifact, checked for the columns the contract names."""
+    import pandas as pd  # not at import: `predict` on the light runtime never reads a CSV
+
     path = Path(directory) / name
     if not path.is_file():
         raise ArtifactError(directory, name, "is missing")
@@ -268,10 +315,6 @@ def read_csv(directory: str | Path, name: str) -> pd.DataFrame:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as err:
         raise ArtifactError(directory, name, f"is unreadable ({err})") from err
-    if "source" not in frame.columns and "root" in frame.columns:
-        from .data import sources  # tables written before multi-source training
-
-        frame.insert(frame.columns.get_loc("root") + 1, "source", sources(frame))
     missing = [c for c in COLUMNS.get(name, []) if c not in frame.columns]
     if missing:
         raise ArtifactError(directory, name, f"lacks the columns {missing}")

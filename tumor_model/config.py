@@ -26,6 +26,12 @@ GEOMETRIES = ("crop-pad", "pad", "squash")
 HEADS = ("gap", "flatten")
 STRATEGIES = ("default", "mirrored")
 
+# Files that are never scans, skipped when a folder is read (a dataset root, `predict DIR`)
+SKIP_SUFFIXES = {".csv", ".json", ".txt", ".md", ".xlsx", ".py", ".db", ".ini"}
+
+# `adapt`: the share of the head's retraining loss that a site's own scans weigh (plan P kept 0.5)
+LOCAL_SHARE = 0.5
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -1,8 +1,8 @@
 """What the image-loading layer refuses, and the one error it raises.
 
 Shared by `imageio` (every format) and `dicom` (DICOM only), which both import it; `dicom`
-imports nothing of `imageio`, and `imageio` imports `dicom`. `tumor_model.imageio.ImageLoadError`
-and `tumor_model.imageio.MAX_PIXELS` etc. are these same objects.
+imports nothing of `imageio`, and `imageio` imports `dicom`. `tumor_model.io.imageio.ImageLoadError`
+and `tumor_model.io.imageio.MAX_PIXELS` etc. are these same objects.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ MAX_PIXELS = 64_000_000  # width * height above this is refused (decompression-b
 MAX_FILE_BYTES = 512 * 2**20  # larger inputs are refused before they are read
 MIN_SIDE = 8  # images with a side shorter than this (pixels) are refused
 MAX_ASPECT = 20.0  # images longer than 20:1 (either way) are refused
-# Volumes (`tumor_model.volume`: NIfTI, multi-frame DICOM, DICOM series / zip of one):
+# Volumes (`tumor_model.serving.volume`: NIfTI, multi-frame DICOM, DICOM series / zip of one):
 MAX_VOLUME_VOXELS = 64_000_000  # slices * H * W above this is refused (256 MB as float32)
 MAX_VOLUME_SLICES = 1024  # more slices than this are refused (each is one model input)
 MIN_VOLUME_SLICES = 3  # fewer slices than this are not a volume (predict them as scans)

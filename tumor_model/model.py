@@ -1,6 +1,6 @@
 """Backbone registry and the flat functional classifier.
 
-The model takes raw RGB pixels 0-255 at the backbone's input size (after `imageio.prepare`) and
+The model takes raw RGB pixels 0-255 at the backbone's input size (after `geometry.prepare`) and
 does its own pixel preprocessing, so training, CLI and app feed it the same thing. It is FLAT:
 input -> preprocess -> backbone layers -> pool -> Dense -> Dropout -> Dense(sigmoid), with no
 nested models, which tf-keras-vis needs for Grad-CAM.
@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-from .config import Settings
+from tumor_model.config import Settings
 
 # ImageNet statistics used by the "torch" and "caffe" preprocessing modes of keras.applications.
 _TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

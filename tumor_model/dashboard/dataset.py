@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import artifacts
-from ..config import CLASS_NAMES, DISPLAY_NAMES
-from ..data import source_of
+from tumor_model import artifacts
+from tumor_model.config import CLASS_NAMES, DISPLAY_NAMES
+from tumor_model.dashboard.places import image_paths
+from tumor_model.training.data import source_of
 
 
 def class_counts(split: pd.DataFrame) -> pd.DataFrame:
@@ -32,9 +33,10 @@ def sample_rows(frame: pd.DataFrame, n: int, seed: int, class_name: str | None =
 
 
 def split_images(split: pd.DataFrame, root: str | Path) -> pd.DataFrame:
-    """split.csv rows with 'image' (a path under the dataset root) and 'caption'."""
+    """split.csv rows with 'image' (under the dataset root, or its source's folder for a model
+    of several sources: `places.image_paths`) and 'caption'."""
     return split.assign(
-        image=[str(Path(root) / p) for p in split.path],
+        image=image_paths(split, root),
         caption=[f"{_shown(lab)} · {s}" for lab, s in zip(split.label, split.split, strict=True)],
     )
 
@@ -233,9 +235,12 @@ def group_files(split: pd.DataFrame, group: int, root: str | Path | None) -> pd.
     """The files of one duplicate group: path, label, split, 'image' (under `root`, else the
     file's own root) and 'caption' (file name, class, split)."""
     part = split[split.group == group].sort_values("path")
-    base = [root or r for r in part.root]
+    if root:
+        images = image_paths(part, root)
+    else:
+        images = [str(Path(str(r)) / p) for r, p in zip(part.root, part.path, strict=True)]
     return part.assign(
-        image=[str(Path(str(b)) / p) for b, p in zip(base, part.path, strict=True)],
+        image=images,
         caption=[
             f"{Path(p).name} · {_shown(lab)} · {s}"
             for p, lab, s in zip(part.path, part.label, part.split, strict=True)

@@ -1,7 +1,7 @@
 """The Predict page's overlay download: the heat map laid back onto the scan at the scan's own
 resolution, with the probability, the decision, the method and a colour bar drawn on it.
 
-The model sees `imageio.prepare(img, size, geometry)`; `heat_at_scan` undoes that geometry (crop
+The model sees `geometry.prepare(img, size, geometry)`; `heat_at_scan` undoes that geometry (crop
 to the head, pad to a square, resize) so the map lands on the pixels it was computed from.
 No Streamlit here.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .. import overlay
-from ..imageio import _pad_layout, foreground_box
+from tumor_model.io.geometry import prepare_placed
+from tumor_model.serving import overlay
 
 
 def heat_at_scan(image: Image.Image, heatmap: np.ndarray, geometry: str) -> np.ndarray:
@@ -20,13 +20,10 @@ def heat_at_scan(image: Image.Image, heatmap: np.ndarray, geometry: str) -> np.n
     part of the scan the model saw (the area cropped away by "crop-pad")."""
     width, height = image.size
     heat = np.asarray(heatmap, dtype="float32")
-    size = heat.shape[0]
-    if geometry == "squash":
-        return _resized(heat, width, height)
-    box = foreground_box(image) if geometry == "crop-pad" else (0, 0, width, height)
-    left, top, right, bottom = box
-    new_w, new_h, x, y = _pad_layout(right - left, bottom - top, size)
-    inside = _resized(heat[y : y + new_h, x : x + new_w], right - left, bottom - top)
+    place = prepare_placed(image, heat.shape[0], geometry)[1]  # where the scan went
+    left, top, right, bottom = place.crop
+    x0, y0, x1, y1 = (int(round(v)) for v in place.box(left, top, right, bottom))
+    inside = _resized(heat[y0:y1, x0:x1], right - left, bottom - top)
     out = np.zeros((height, width), dtype="float32")
     out[top:bottom, left:right] = inside
     return out

@@ -1,7 +1,7 @@
 """The dashboard's plotly figures: evaluation, training and dataset (no Streamlit here).
 
 Each takes what the pages already hold (a predictions frame, a history, the dataset summary or
-a table from `tables`) and returns a `go.Figure`; metrics come from `tumor_model.evaluate`.
+a table from `tables`) and returns a `go.Figure`; metrics come from `tumor_model.metrics`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .. import evaluate
-from ..config import CLASS_NAMES, DISPLAY_NAMES
-from .tables import chosen_epoch, history_steps
+from tumor_model import metrics
+from tumor_model.config import CLASS_NAMES, DISPLAY_NAMES
+from tumor_model.dashboard.history import chosen_epoch, history_steps
 
 COLORS = {"healthy": "#2a9d8f", "tumor": "#e76f51", "train": "#264653", "val": "#e9c46a"}
 
@@ -90,8 +90,8 @@ def pr_figure(frame: pd.DataFrame, threshold: float, ap: float | None) -> go.Fig
 def _curves(frame: pd.DataFrame, threshold: float, kind: str = "roc") -> tuple[dict, dict]:
     """Every point of the ROC or PR curve, and the point metrics at `threshold`."""
     y, p = frame.label, frame.probability
-    curve = evaluate.curves(y, p, points=len(frame) + 1)[kind]
-    return curve, evaluate.point_metrics(evaluate.confusion(y, p, threshold))
+    curve = metrics.curves(y, p, points=len(frame) + 1)[kind]
+    return curve, metrics.point_metrics(metrics.confusion(y, p, threshold))
 
 
 def _line(x, y, name: str) -> go.Scatter:
@@ -113,7 +113,7 @@ def _point(point: tuple, threshold: float) -> go.Scatter:
 
 
 def calibration_figure(table: pd.DataFrame) -> go.Figure:
-    """The reliability diagram of `tables.calibration_table`: one marker per bin with its number
+    """The reliability diagram of `evaluation.calibration_table`: one marker per bin with its number
     of images written next to it and its 95% interval as an error bar; the axes leave room so
     no marker is cut at the edge."""
     fig = go.Figure(

@@ -1,5 +1,10 @@
 """Where the dashboard reads from, and the preamble every page runs.
 
+The model: the folder chosen in the sidebar, else `artifacts.locate` ($NEUROSCAN_ARTIFACTS, else
+the shipped model). The dataset (`find_data`): the folder typed in the sidebar, else
+$NEUROSCAN_DATA_DIR, else the first of the model's sources found under ../shared/data or ./data
+(`data_places`); `data_note` says which folder is used, or where it looked.
+
 `page()` and `load(name)` are the shared preamble: a page calls `page()` first (it is then always
 run through streamlit_app.py) and `load()` for each artifact, which is read once per file version
 (`st.cache_data`) and shown as an `st.error` naming the file and the rebuild command when it is
@@ -12,30 +17,29 @@ import ctypes
 import ctypes.util
 import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import ImageOps
 
-from .. import artifacts
-from ..artifacts import ArtifactError
-from ..imageio import ImageLoadError, load_image
+from tumor_model import artifacts
+from tumor_model.artifacts import ArtifactError
+from tumor_model.io.imageio import ImageLoadError, load_image
 
 APP_DIR = Path(__file__).resolve().parents[2]  # where streamlit_app.py lives
-ARTIFACTS_ENV, DATA_ENV = "NEUROSCAN_ARTIFACTS", "NEUROSCAN_DATA_DIR"
+DATA_ENV = "NEUROSCAN_DATA_DIR"  # the dataset root when none is typed in the sidebar
+DATA_NAME = "brain-tumor-dataset"  # the dataset looked for when the model card names none
+DATA_PLACES = ("../shared/data", "data")  # where datasets are looked for, from the app folder
 
 
 MODEL_KEY = "model_folder"  # session state: the artifacts folder chosen in the sidebar
 
 
 def artifacts_dir(env: dict | None = None) -> Path:
-    """The folder chosen in the sidebar ("Model folder"), else $NEUROSCAN_ARTIFACTS, else
-    artifacts/ next to streamlit_app.py."""
-    chosen = _session_choice()
-    if chosen:
-        return chosen
-    value = (os.environ if env is None else env).get(ARTIFACTS_ENV, "").strip()
-    return Path(value).expanduser() if value else APP_DIR / "artifacts"
+    """The folder chosen in the sidebar ("Model folder"), else `artifacts.locate`'s
+    ($NEUROSCAN_ARTIFACTS, else the model shipped with the package)."""
+    return artifacts.locate(_session_choice(), env)
 
 
 def model_folder(value: str | None) -> Path | None:
@@ -71,38 +75,132 @@ def _session_choice() -> Path | None:
         return None
 
 
-def data_dir(value: str | None) -> Path | None:
-    """The dataset root typed by the user (or from $NEUROSCAN_DATA_DIR) when it is a folder."""
+# ----------------------------------------------------------------------------- the dataset
+
+
+def data_dir(value: str | None, app_dir: str | Path | None = None) -> Path | None:
+    """A typed dataset root (absolute, relative to the working folder or to the app folder)
+    when it is a folder, else None."""
     text = (value or "").strip()
     if not text:
         return None
     path = Path(text).expanduser()
-    for candidate in (path, APP_DIR / path):
+    for candidate in (path, Path(app_dir or APP_DIR) / path):
         if candidate.is_dir():
             return Path(os.path.abspath(candidate))  # not resolve: a symlink keeps its name
     return None
 
 
-def as_typed(value: str | None) -> str:
-    """A folder from the environment as the sidebar pre-fills it: relative to the app folder
-    when it lies in it or beside it (`data_dir` resolves that back), so no absolute path of the
-    machine is on screen; any other value as given."""
-    text = (value or "").strip()
-    if not text or not Path(text).is_absolute():
-        return text
-    rel = Path(os.path.relpath(os.path.abspath(text), APP_DIR))  # a symlink stays as named
-    return rel.as_posix() if rel.parts.count("..") <= 1 and (APP_DIR / rel).is_dir() else text
+def data_places(app_dir: str | Path | None = None) -> list[Path]:
+    """The folders datasets are looked for in: ../shared/data (beside the app folder), then
+    ./data (in it)."""
+    return [Path(os.path.abspath(Path(app_dir or APP_DIR) / p)) for p in DATA_PLACES]
+
+
+def data_names(card: dict | None) -> tuple[str, ...]:
+    """The dataset folders to look for: the model's training sources (model card "sources",
+    each named after its root folder), then DATA_NAME."""
+    return tuple(dict.fromkeys([*((card or {}).get("sources") or {}), DATA_NAME]))
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """Where the dashboard reads images from: `root` (None when none was found), how it was
+    chosen (`origin`) and every folder looked at, in order (`tried`)."""
+
+    root: Path | None
+    origin: str  # TYPED, ENV or FOUND
+    tried: tuple[Path, ...]
+
+
+TYPED, ENV, FOUND = "typed in the sidebar", f"${DATA_ENV}", "found automatically"
+
+
+def find_data(
+    typed: str | None = None,
+    env: dict | None = None,
+    names: tuple[str, ...] = (DATA_NAME,),
+    app_dir: str | Path | None = None,
+) -> DataChoice:
+    """The dataset root, in order: the folder typed in the sidebar, else $NEUROSCAN_DATA_DIR,
+    else the first existing of `names` under `data_places` (../shared/data/NAME, ./data/NAME,
+    for each name in turn). A typed or environment folder that does not exist is not replaced by
+    another one: the choice is reported as not found."""
+    values = os.environ if env is None else env
+    for origin, value in ((TYPED, typed), (ENV, values.get(DATA_ENV))):
+        text = (value or "").strip()
+        if text:
+            return DataChoice(data_dir(text, app_dir), origin, (Path(text).expanduser(),))
+    tried = []
+    for name in names:
+        for place in data_places(app_dir):
+            tried.append(place / name)
+            if tried[-1].is_dir():
+                return DataChoice(tried[-1], FOUND, tuple(tried))
+    return DataChoice(None, FOUND, tuple(tried))
+
+
+def data_note(choice: DataChoice, base: str | Path | None = None) -> str:
+    """What the sidebar says about the dataset: the folder in use and why, or where it looked."""
+    shown = ", ".join(f"`{shown_path(p, base)}`" for p in choice.tried)
+    if choice.root is not None:
+        where = f"Reading images from `{shown_path(choice.root, base)}` ({choice.origin}"
+        if choice.origin == FOUND and len(choice.tried) > 1:
+            where += f"; looked in {shown}"
+        return where + ")."
+    if choice.origin == FOUND:
+        return (
+            f"Looked for the dataset in {shown}: none is a folder. Type its folder above or set "
+            f"${DATA_ENV}."
+        )
+    return f"Looked for the dataset in {shown} ({choice.origin}): not a folder."
 
 
 def session_data_dir(state, env: dict | None = None) -> str | None:
-    """The dataset root the sidebar resolved ("data_root" in state), else $NEUROSCAN_DATA_DIR.
+    """The dataset root the sidebar resolved ("data_root" in state), else `find_data`'s.
 
     Pages call this so that they also work when Streamlit runs them without the main script.
     """
     if "data_root" in state:
         return state["data_root"]
-    root = data_dir((os.environ if env is None else env).get(DATA_ENV))
+    root = find_data(None, env).root
     return str(root) if root else None
+
+
+def source_roots(sources, root: str | Path, app_dir: str | Path | None = None) -> dict:
+    """Where each source's images are (source -> folder): `root` for the source it holds (the
+    one named like it, or the only one), else the folder of the source's name under
+    `data_places`, else `root` again."""
+    names, root = list(dict.fromkeys(str(s) for s in sources)), Path(root)
+    folders = data_places(app_dir)
+    out = {}
+    for name in names:
+        found = [folder / name for folder in folders if (folder / name).is_dir()]
+        held = len(names) == 1 or name == root.name or not found
+        out[name] = root if held else found[0]
+    return out
+
+
+def image_paths(frame, root: str | Path, app_dir: str | Path | None = None) -> list[str]:
+    """The image file of each row of a split.csv / predictions.csv frame ('path', and 'source'
+    when the model was trained on several sources) with the dataset in use at `root`."""
+    if "source" not in frame:
+        return [str(Path(root) / p) for p in frame.path]
+    roots = source_roots(frame.source.unique(), root, app_dir)
+    return [str(roots[str(s)] / p) for s, p in zip(frame.source, frame.path, strict=True)]
+
+
+def shown_path(path, base: str | Path | None = None) -> str:
+    """A path as the dashboard shows it, never absolute: relative to the app folder (`base`,
+    default APP_DIR) when in it or beside it (one '..'), else its last two names."""
+    given = Path(str(path))
+    if not given.is_absolute():
+        return given.as_posix()
+    # abspath, not resolve: a data folder beside the app that is a symlink stays "../shared/..."
+    rel = Path(os.path.relpath(os.path.abspath(given), os.path.abspath(base or APP_DIR)))
+    if rel.parts.count("..") <= 1:
+        return rel.as_posix()
+    return Path(*given.parts[-2:]).as_posix()
 
 
 def stamp(directory: str | Path, name: str) -> float:
@@ -184,7 +282,7 @@ def predictor_loaded(folder: str, stamp: float) -> bool:
 
 
 def _load_predictor(folder: str, stamp: float):
-    from ..predict import Predictor
+    from tumor_model.serving.predict import Predictor
 
     loaded = Predictor(folder)
     _LOADED.add((folder, stamp))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from .tables import NOT_DEFINED
+from tumor_model.dashboard.tables import NOT_DEFINED
 
 STEPS = {
     "before": "The model as it is",

@@ -1,9 +1,9 @@
 """The Predict page's volume view, without widgets: which uploads are volumes, the P(tumour)
-per-slice chart, the verdict text with its rule and how the rule was checked, the geometry table
-and the overlays of the most suspicious slices.
+per-slice chart, the verdict text with its rule, the geometry table and the overlays of the most
+suspicious slices (by the model's default explanation, as single scans get).
 
 Volumes and their slices stay in memory (the page keeps at most a few per session); geometry
-info is non-identifying by construction (`tumor_model.volume.Volume.info`).
+info is non-identifying by construction (`tumor_model.serving.volume.Volume.info`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import overlay as ov
-from .. import volume as vol
-from ..config import CLASS_NAMES, DISPLAY_NAMES
-from .figures import COLORS
-
-METHOD = "gradcam"  # the volume view's explanation method: the fastest map (< 1 s a slice)
+from tumor_model.config import CLASS_NAMES, DISPLAY_NAMES
+from tumor_model.dashboard.figures import COLORS
+from tumor_model.serving import overlay as ov
+from tumor_model.serving import volume as vol
+from tumor_model.serving.explain import METHOD_NAMES
 
 
 def split_uploads(items: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -73,13 +72,6 @@ def verdict_text(result: dict) -> str:
         f"**Volume verdict: {shown(label)}**: {why}; {result['slices_counted']} of "
         f"{len(result['slices'])} slices counted. **Rule:** {vol.RULE}."
     )
-
-
-def check_text(model_sha256: str | None) -> str:
-    """How the rule was checked, and whether on this model."""
-    same = model_sha256 == vol.RULE_CHECK["model_sha256"]
-    where = "this model" if same else "a different model than this one (rerun the check)"
-    return f"How the rule was checked (on {where}): {vol.RULE_CHECK['text']}"
 
 
 def probability_figure(result: dict, selected: int | None = None) -> go.Figure:
@@ -144,11 +136,16 @@ def info_frame(info: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["what", "value"])
 
 
-def slice_overlay(predictor, explainer, volume, index: int, target: int, alpha: float = 0.4):
-    """(model input pixels, overlay picture, target) of slice `index` (0-based): METHOD's map of
-    class `target` (the slice's predicted class, `target()`)."""
+def slice_overlay(
+    predictor, explainer, volume, index: int, target: int, explanation: tuple, alpha: float = 0.4
+):
+    """(model input pixels, overlay picture, target) of slice `index` (0-based): the map of
+    class `target` (the slice's predicted class, `target()`) by `explanation` = (method, layers),
+    the model's default explanation (`tumor_model.serving.maps.default_explanation`), as a
+    single scan gets."""
+    method, layers = explanation
     pixels = predictor.pixels(volume.image(index))
-    expl = explainer.explain(pixels, METHOD, target)
+    expl = explainer.explain(pixels, method, target, layers)
     return pixels, ov.overlay(pixels, expl.heatmap, alpha, "jet"), target
 
 
@@ -157,11 +154,13 @@ def target(result: dict, index: int) -> int:
     return int(result["slices"][index]["probability"] >= result["threshold"])
 
 
-def slice_caption(res: dict, target: int) -> str:
+def slice_caption(res: dict, target: int, method: str) -> str:
+    """A slice overlay's caption: its P(tumour), whether the rule skipped it, and the map's
+    method (one of `explain.METHODS`) and class."""
     flag = " (unusual: skipped by the rule)" if not vol.counted(res) else ""
     return (
-        f"Slice {res['slice']}: P(tumour) {res['probability']:.3f}{flag}; Grad-CAM evidence "
-        f"for “{shown(CLASS_NAMES[target])}”"
+        f"Slice {res['slice']}: P(tumour) {res['probability']:.3f}{flag}; "
+        f"{METHOD_NAMES.get(method, method)} evidence for “{shown(CLASS_NAMES[target])}”"
     )
 
 

@@ -1,0 +1,1 @@
+"""Studies of a trained model: cross-validation, protocols, folders, localisation."""

@@ -1,0 +1,174 @@
+"""Evaluate a saved model on its own test split or on any labelled folder (external data), with
+`--all` per source and, where a source's files.csv gives them, per sequence and per institution."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tumor_model import metrics
+from tumor_model.artifacts import (
+    EXTERNAL,
+    PREDICTIONS,
+    SETTINGS,
+    SPLIT,
+    read_csv,
+    update_metrics,
+)
+from tumor_model.config import Settings
+from tumor_model.evaluation import breakdown
+from tumor_model.evaluation.crossval import per_source
+from tumor_model.serving.predict import Predictor
+from tumor_model.training import data, split
+
+
+def _rows(artifacts: Path, data_dirs, use_all: bool) -> tuple[pd.DataFrame, list[dict]]:
+    """(rows to evaluate, files that could not be read: data.scan's {path, root, error})."""
+    if data_dirs and use_all:
+        files = data.find_all(data_dirs)
+        scanned = data.scan(files)
+        for bad in scanned.unreadable:  # stderr: stdout carries the JSON
+            print(f"skipped unreadable file: {bad['error']}", file=sys.stderr)
+        groups = split.duplicate_groups(list(scanned.images.sha256), scanned.thumbs, 0.02)
+        return scanned.images.assign(group=groups, split="all"), list(scanned.unreadable)
+    table = read_csv(artifacts, SPLIT)
+    table = table[table.split == "test"]
+    if data_dirs:  # the model's test split, read from another copy of the data
+        if len(data_dirs) != 1:
+            raise ValueError("give one --data-dir for the test split, or use --all")
+        table = table.assign(root=data_dirs[0])
+    return table, []
+
+
+def run(
+    artifacts="artifacts", data_dirs=None, use_all=False, n_boot=1000, threshold=None, save=False
+) -> dict:
+    """The model in `artifacts` on its test split, or with `use_all` on every image under
+    `data_dirs` (figures per source besides, and within each per sequence and per institution
+    where its files.csv gives them). `save` records the latter in metrics.json (EXTERNAL), and
+    only for scans the model never saw."""
+    artifacts = Path(artifacts)
+    if use_all and not data_dirs:
+        raise ValueError("--all needs --data-dir")
+    if save and not use_all:
+        raise ValueError("--save records the model on folders it never saw: it needs --all")
+    predictor = Predictor(artifacts)  # first: a broken model folder fails before the scan
+    table, unread = _rows(artifacts, data_dirs, use_all)
+    if save:
+        never_seen(artifacts, table)
+    results = predictor.predict_files(
+        [Path(r) / p for r, p in zip(table.root, table.path, strict=True)]
+    )
+    ok = [("error" not in r) for r in results]
+    unread = [{"file": str(Path(b["root"]) / b["path"]), "error": b["error"]} for b in unread]
+    errors = unread + [r for r in results if "error" in r]
+    table = table[ok].assign(
+        probability=[r["probability"] for r in results if "error" not in r],
+        ood=[r["out_of_distribution"] for r in results if "error" not in r],
+    )
+    thr = predictor.threshold if threshold is None else threshold
+    grouped = metrics.group_level(table)
+    out = {
+        "summary": {
+            "images": int(len(table)),
+            "unreadable": len(errors),
+            "threshold": thr,
+            "flagged_out_of_distribution": int(table.ood.sum()),
+        },
+        "files": metrics.report(table.label, table.probability, thr, n_boot),
+        "groups": metrics.report(grouped.label, grouped.probability, thr, n_boot),
+        "errors": errors,
+    }
+    m = out["files"]["metrics"]
+    out["summary"].update({k: round(m[k]["value"], 4) for k in ("accuracy", "roc_auc")})
+    if table.label.nunique() == 2:
+        out["summary"]["local_threshold"] = local_threshold(table.label, table.probability)
+    if use_all:
+        settings = dataclasses.replace(Settings.from_json(artifacts / SETTINGS), bootstrap=n_boot)
+        probs = table.probability.to_numpy()
+        parts = breakdown.per_metadata(table, probs, thr, settings)
+        out["sources"] = breakdown.merged(per_source(table, probs, thr, settings, 1), parts)
+        out["summary"]["sources"] = {
+            src: breakdown.brief(block, rates) for src, block in out["sources"].items()
+        }
+    if save:
+        block = external_block(artifacts, out, data_dirs, predictor.card.get("model_sha256"))
+        update_metrics(artifacts, {EXTERNAL: block})
+    return out
+
+
+def rates(block: dict) -> dict:
+    """The defined ones of balanced accuracy, sensitivity and specificity, rounded."""
+    keys = ("balanced_accuracy", "sensitivity", "specificity")
+    values = {k: block["metrics"].get(k, {}).get("value") for k in keys}
+    return {k: round(v, 4) for k, v in values.items() if v is not None and v == v}
+
+
+def never_seen(artifacts: Path, table: pd.DataFrame) -> None:
+    """ValueError naming a file, unless no file of `table` is in the model's split.csv (the
+    scans it was trained, validated or tested on)."""
+    seen = table[table.sha256.isin(set(read_csv(artifacts, SPLIT).sha256))]
+    if len(seen):
+        first = Path(seen.root.iloc[0]) / seen.path.iloc[0]
+        raise ValueError(
+            f"--save records the model on scans it never saw, but {len(seen)} of these files "
+            f"are in its split.csv (trained, validated or tested on), e.g. {str(first)!r}: "
+            "leave those folders out or drop --save"
+        )
+
+
+def external_block(artifacts: Path, result: dict, data_dirs, model_sha256: str | None) -> dict:
+    """metrics.json's EXTERNAL block: LOSO's layout ("pooled", "sources" with "trained_on",
+    each source's sequences and institutions nested in its block) for the model itself, and
+    what it was measured on."""
+    trained_on = sorted(set(data.sources(read_csv(artifacts, SPLIT))))
+    return {
+        "pooled": result["files"],
+        "sources": breakdown.merged(result["sources"], {}, {"trained_on": trained_on}),
+        "recipe": "the model itself (whole recipe as trained)",
+        "groups": "source: whole folders none of whose files (by sha256; near copies are not "
+        "checked) the model was trained, validated or tested on",
+        "data_dirs": [str(d) for d in data_dirs],
+        "model_sha256": model_sha256,
+        "unreadable": result["summary"]["unreadable"],
+        "flagged_out_of_distribution": result["summary"]["flagged_out_of_distribution"],
+        "date": dt.date.today().isoformat(),
+    }
+
+
+def local_threshold(labels, probs) -> dict:
+    """The threshold that would suit these scans (Youden's J, as training picks it on
+    validation), with its sensitivity and specificity here. Fit it on one set of local scans
+    and check it on another before using it (--threshold)."""
+    y, p = np.asarray(labels), np.asarray(probs)
+    thr = metrics.choose_threshold(y, p)
+    pred = p >= thr
+    return {
+        "threshold": thr,
+        "sensitivity": round(float(pred[y == 1].mean()), 4),
+        "specificity": round(float((~pred[y == 0]).mean()), 4),
+    }
+
+
+def shortcut(artifacts="artifacts", data_dir=None, side: int = 256) -> dict:
+    """The shortcut check on a saved model's test split: pad to side x side, re-encode as PNG."""
+    from tumor_model.evaluation.protocols import (
+        shortcut_block,  # imports keras: only when the check is asked for
+    )
+
+    artifacts = Path(artifacts)
+    predictor = Predictor(artifacts)
+    settings = Settings.from_json(artifacts / SETTINGS)
+    table, _ = _rows(artifacts, [data_dir] if data_dir else None, False)
+    preds = read_csv(artifacts, PREDICTIONS)[["path", "root", "probability"]]
+    table = (
+        table.merge(preds, on=["path", "root"])
+        if not data_dir
+        else table.merge(preds.drop(columns="root"), on="path")
+    )
+    return shortcut_block(predictor.model, table, predictor.threshold, settings, side)

@@ -1,0 +1,1 @@
+"""Using a trained model: prediction, volumes, the guard, explanation maps, overlays."""

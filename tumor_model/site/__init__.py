@@ -1,0 +1,1 @@
+"""Adapting a model to a site's labelled scans."""
