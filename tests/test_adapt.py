@@ -124,6 +124,7 @@ def test_adapt_writes_a_complete_folder_that_everything_reads(tiny_artifacts, tm
     assert again["summary"]["images"] == 24
 
 
+@pytest.mark.slow
 def test_adapt_cli_prints_before_and_after(tiny_artifacts, tmp_path):
     site = make_site(tmp_path / "site", seed=8)
     out = tmp_path / "adapted"

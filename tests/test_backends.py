@@ -13,6 +13,8 @@ from tumor_model.serving.predict import Predictor
 
 from conftest import cli, tiny_settings
 
+pytestmark = pytest.mark.slow  # trains tiny models under JAX
+
 
 @pytest.fixture(scope="module")
 def jax_artifacts(tiny_dataset, tmp_path_factory):

@@ -92,6 +92,7 @@ def test_external_misses_counts_missed_tumours_by_type_and_size():
     assert out["by_size"]["large"]["ci_low"] <= 1.0 == out["by_size"]["large"]["sensitivity"]
 
 
+@pytest.mark.slow
 def test_bench_finetune_times_every_part_of_an_epoch():
     bench = _script("bench_finetune")
     rows = bench.measure(images=8, layers=5, size=32)
@@ -100,6 +101,7 @@ def test_bench_finetune_times_every_part_of_an_epoch():
     assert all(np.isfinite(rate) and rate > 0 for _, rate in rows)
 
 
+@pytest.mark.slow
 def test_bench_finetune_runs_with_xla():
     rows = _script("bench_finetune").measure(images=4, layers=5, size=32, jit_compile=True)
     assert len(rows) == 4 and all(np.isfinite(rate) and rate > 0 for _, rate in rows)

@@ -43,6 +43,7 @@ def test_cross_source_folds_keep_each_image_size_whole():
         split.fold_groups(table, "sizes")
 
 
+@pytest.mark.slow
 def test_cross_validate_by_source(tmp_path):
     table, x = _sized_table()
     settings = tiny_settings(tmp_path, tmp_path / "out", head_epochs=30, patience=30, head_lr=0.01)
@@ -56,6 +57,7 @@ def test_cross_validate_by_source(tmp_path):
     assert set(crossval.cv_metrics(x, few, settings, 3)) == {"cv"}
 
 
+@pytest.mark.slow
 def test_cv_command_recomputes_and_saves(tiny_artifacts, tmp_path):
     import shutil
 
@@ -80,6 +82,7 @@ def test_cv_command_recomputes_and_saves(tiny_artifacts, tmp_path):
     assert bad.returncode == 2 and "folds must be >= 2, got 1" in bad.stderr
 
 
+@pytest.mark.slow
 def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     settings = tiny_settings(
@@ -181,6 +184,7 @@ def _three_sources(seed=0):
     return table, x
 
 
+@pytest.mark.slow
 def test_leave_one_source_out_holds_each_source_out(tmp_path):
     table, x = _three_sources()
     settings = tiny_settings(

@@ -40,6 +40,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_two_devices_give_the_loss_curve_of_one(backend, tiny_dataset, tmp_path):
     root, _ = tiny_dataset

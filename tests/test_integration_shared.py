@@ -24,6 +24,7 @@ def table():
     return frame, summary
 
 
+@pytest.mark.slow
 def test_dataset_facts(table):
     frame, summary = table
     assert summary["images"] == 4600 and summary["unreadable"] == []
@@ -32,6 +33,7 @@ def test_dataset_facts(table):
     assert spans.max() == 1  # no duplicate group crosses splits
 
 
+@pytest.mark.slow
 def test_frozen_features_head_is_leak_free_and_accurate(table):
     """The shipped preprocessing (crop to head, pad, stretch), frozen MobileNetV2 features, the
     Dense(250) head. Grouped 5-fold CV is the stable leak-free figure (0.940 measured); the single

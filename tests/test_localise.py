@@ -218,6 +218,7 @@ def test_the_methods_take_target_layers_on_the_tiny_model(tiny_artifacts):
     assert ("scorecam", ("out_relu",)) in configs and configs[-1] == ("smoothgrad", ())
 
 
+@pytest.mark.slow
 def test_localise_command_end_to_end(tiny_artifacts, tmp_path):
     folder = tmp_path / "artifacts"
     shutil.copytree(tiny_artifacts, folder)

@@ -90,6 +90,7 @@ def test_registry_backbones_build_with_last_conv(name):
     assert last_conv(model) == backbone(name).last_conv
 
 
+@pytest.mark.slow
 def test_nasnetlarge_builds_at_report_size():
     """The report's backbone (331 px, 'tf' preprocessing), built without weights (no inference)."""
     model, _, _ = build_model(Settings(backbone="nasnetlarge", weights="none"))

@@ -92,6 +92,7 @@ def test_a_webp_pack_reads_back_within_the_same_error_and_keeps_grey_one_channel
         pack.encode(colour, 80, "png")
 
 
+@pytest.mark.slow
 def test_training_from_a_pack_keeps_the_data_fingerprint(packed, tiny_artifacts, tmp_path):
     out, _ = packed
     settings = tiny_settings(out, tmp_path / "art", head_epochs=2)

@@ -78,6 +78,7 @@ def test_saved_model_reproduces_predictions(tiny_artifacts):
     np.testing.assert_allclose([o["probability"] for o in out], test.probability, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_threshold_setting_is_used(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     out = pipeline.train_and_write(
@@ -89,6 +90,7 @@ def test_threshold_setting_is_used(tiny_dataset, tmp_path):
     assert card["threshold"] == 0.5 and card["temperature"] == 1.0
 
 
+@pytest.mark.slow
 def test_fine_tune_phase_and_random_split(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     out = pipeline.train_and_write(
@@ -141,6 +143,7 @@ def test_killed_run_leaves_previous_artifacts(tiny_dataset, tmp_path):
     assert Predictor(first).threshold > 0
 
 
+@pytest.mark.slow
 def test_fine_tune_by_group_then_report_protocol_command(tiny_dataset, tmp_path, capfd):
     root, _ = tiny_dataset
     settings = tiny_settings(

@@ -34,6 +34,7 @@ def test_the_head_learns_separable_features():
     assert accuracy > 0.9
 
 
+@pytest.mark.slow
 def test_label_smoothing_softens_the_heads_targets():
     """With smoothing s the loss is minimal at P = 1 - s/2, not at 1: the head trained on
     separable features stops short of certainty."""
@@ -73,6 +74,7 @@ def test_mixup_and_source_balance_still_learn_and_need_the_sources():
         Settings(mixup=-1)
 
 
+@pytest.mark.slow
 def test_fit_fine_tunes_on_mixed_source_balanced_pixels(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     settings = tiny_settings(

@@ -28,6 +28,7 @@ def page(tiny_artifacts, monkeypatch) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_a_folder_is_checked_adapted_and_can_be_used(page, tmp_path):
     site = make_site(tmp_path / "site")
     out = tmp_path / "adapted"

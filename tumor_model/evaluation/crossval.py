@@ -126,7 +126,7 @@ def _held_out_fold(x, table, settings, train_rows, test_rows, full=False):
     """A recipe trained on `train_rows` (validation: the first of INNER_FOLDS grouped folds of
     them): the frozen stage, or with full=True the whole recipe. (Calibrated test probabilities
     of `test_rows`, threshold.)"""
-    y, groups = table.label.to_numpy(), table.group.to_numpy()
+    y, groups = table.label.to_numpy(), split.fold_groups(table, "duplicate")  # patients whole
     rest = np.flatnonzero(train_rows)
     inner = split.grouped_folds(y[rest], groups[rest], INNER_FOLDS, settings.seed)[0]
     if full:

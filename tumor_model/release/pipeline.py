@@ -30,6 +30,7 @@ from tumor_model.serving.export import export
 from tumor_model.site.anchor import anchor_rows, save_anchor
 from tumor_model.training import data, features, split
 from tumor_model.training.distribute import Devices
+from tumor_model.training.metadata import csv_columns
 from tumor_model.training.train import fit, predict_pixels
 
 
@@ -195,7 +196,7 @@ def save(settings, model, table, summary, history, metrics, guard, record, sampl
     settings.to_json(tmp / artifacts.SETTINGS)
     history.to_csv(tmp / artifacts.HISTORY, index=False)
     for name in (artifacts.PREDICTIONS, artifacts.SPLIT):
-        table[artifacts.COLUMNS[name]].to_csv(tmp / name, index=False)
+        table[csv_columns(table, name)].to_csv(tmp / name, index=False)
     artifacts.write_json(summary, tmp / artifacts.SUMMARY)
     artifacts.write_json(metrics, tmp / artifacts.METRICS)
     ood.save(guard, tmp / artifacts.GUARD)

@@ -68,6 +68,16 @@ def model_facts(f: Facts) -> str:
         ["data fingerprint", f"`{str(c.get('data_fingerprint'))[:12]}`"],
         ["trained", f"{trained(c)}, {duration(c.get('train_seconds'))}"],
     ]
+    export = c.get("export") or {}
+    if export.get("sha256"):
+        rows.append(
+            [
+                "light-runtime export",
+                f"`{export.get('file')}`, {export.get('runtime')}, sha256 "
+                f"`{export['sha256']}` (largest gap to Keras on its check: "
+                f"{export.get('max_abs_difference', float('nan')):.1e})",
+            ]
+        )
     settings = c.get("settings") or {}
     shown = [
         [k, ", ".join(map(str, v)) if isinstance(v, list) else v]
