@@ -1,6 +1,5 @@
 """Your scans: check the model on your own labelled scans and adapt it (`neuroscan adapt`)."""
 
-from pathlib import Path
 
 import streamlit as st
 
@@ -29,8 +28,9 @@ if source == "A folder on this machine":
 else:
     upload = st.file_uploader("Zip of class folders", type=["zip"], key="site_zip")
 out_name = st.text_input(
-    "Write the adapted model to (a new folder; empty: check only)",
-    value="artifacts-adapted",
+    f"Write the adapted model to (a new folder, a name goes under {places.ADAPTED_HOME}; empty: "
+    "check only)",
+    value="adapted",
     key="site_out",
 )
 share = st.slider(
@@ -44,8 +44,7 @@ def request() -> None:  # a callback: the request survives the rerun of a page's
 
 st.button("Check and adapt", type="primary", key="site_run", on_click=request)
 if st.session_state.pop("site_go", False):
-    out = places.APP_DIR / out_name if out_name and not Path(out_name).is_absolute() else None
-    out = Path(out_name) if out_name and Path(out_name).is_absolute() else out
+    out = places.adapted_folder(out_name)
     try:
         with st.spinner("Reading your scans, scoring them and refitting (about a minute)..."):
             if upload is not None:
@@ -74,8 +73,8 @@ if record:
     written = st.session_state.get("site_written")
     if written:
         st.info(
-            f"The adapted model is in `{places.shown_path(written)}`: use it with "
-            f"`neuroscan predict --artifacts {places.shown_path(written)}` or here.",
+            f"The adapted model is in `{written}`: use it with "
+            f"`neuroscan predict --artifacts {written}` or here.",
             icon=":material/check_circle:",
         )
         st.button(

@@ -25,6 +25,7 @@ import argparse
 import gzip
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -213,7 +214,7 @@ def shoot_your_scans(page, base: str, zip_path: Path, out: Path) -> None:
     page.locator('input[type="file"]').wait_for(state="attached", timeout=60_000)
     page.locator('input[type="file"]').set_input_files(str(zip_path))
     settle(page)
-    target = main.get_by_label("Write the adapted model to (a new folder; empty: check only)")
+    target = main.get_by_label(re.compile(r"^Write the adapted model to"))
     target.fill("")
     target.press("Enter")
     settle(page)

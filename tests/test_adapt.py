@@ -91,6 +91,7 @@ def test_every_retrain_starts_from_the_models_head(tiny_artifacts):
     assert not np.allclose(seen, trainer(anchor_x, anchor_y, x, y, seed=5)[0](x))  # order matters
 
 
+@pytest.mark.slow
 def test_adapt_writes_a_complete_folder_that_everything_reads(tiny_artifacts, tmp_path):
     site = make_site(tmp_path / "site")
     out = tmp_path / "adapted"
@@ -138,6 +139,7 @@ def test_adapt_cli_prints_before_and_after(tiny_artifacts, tmp_path):
     assert (out / artifacts.MODEL).is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make, problem",
     [
@@ -169,6 +171,7 @@ def test_adapt_refuses_an_existing_folder(tiny_artifacts, tmp_path):
         adapt.adapt(tiny_artifacts, [site], tiny_artifacts)
 
 
+@pytest.mark.slow
 def test_missing_anchor_names_the_file_and_anchor_rebuilds_it(tiny_artifacts, tmp_path):
     import shutil
 

@@ -520,6 +520,7 @@ def test_reliability_diagram_shows_bin_sizes(app, art):
     assert spec["layout"]["xaxis"]["range"][1] > 1 and spec["layout"]["yaxis"]["range"][0] < 0
 
 
+@pytest.mark.slow
 def test_evaluation_gallery_pages_through_every_error(app_with_data, art):
     at = _open(app_with_data, "evaluation")
     test = _test_predictions(art)
@@ -583,6 +584,7 @@ def test_dataset_group_browser_lists_a_whole_group(app, art):
         assert any("No exact cross-class group" in i.value for i in at.info)
 
 
+@pytest.mark.slow
 def test_dataset_group_browser_pages_the_images(app_with_data, art):
     at = _open(app_with_data, "dataset")
     split = pd.read_csv(art / "split.csv")

@@ -143,6 +143,7 @@ def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_cv_reruns_with_this_machines_feature_cache(tiny_artifacts, tmp_path):
     """settings.json records the training machine's cache folder (the shipped model's is a /tmp
     path); `cv --cache-dir` caches elsewhere and gets the same CV as the recorded cache."""
@@ -214,6 +215,7 @@ def test_leave_one_source_out_holds_each_source_out(tmp_path):
         crossval.leave_source_out(x, table, settings, hold_out=("b", "d"))
 
 
+@pytest.mark.slow
 def test_cv_rows_flatten_every_block(tmp_path):
     from tumor_model.metrics import cv_rows
 

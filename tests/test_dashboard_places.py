@@ -208,3 +208,14 @@ def test_the_dataset_beside_this_checkout_is_found():
     assert places.data_note(choice).startswith(
         "Reading images from `../shared/data/brain-tumor-dataset`"
     )
+
+
+def test_an_adapted_model_goes_under_the_user_folder_never_the_app_folder(tmp_path):
+    """A name typed on the Your scans page lands under ADAPTED_HOME (absolute), an absolute path
+    stays as typed, nothing typed means check only."""
+    home = tmp_path / "models"
+    assert places.adapted_folder("site-a", home) == home / "site-a"
+    assert places.adapted_folder(str(tmp_path / "x"), home) == tmp_path / "x"
+    assert places.adapted_folder("  ", home) is None
+    default = places.adapted_folder("adapted")
+    assert default.is_absolute() and places.APP_DIR not in default.parents

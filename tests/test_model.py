@@ -49,6 +49,7 @@ def test_stretch_maps_each_image_to_full_range():
     assert np.all(out[1] == 0)  # flat image: no division by zero
 
 
+@pytest.mark.slow
 def test_preprocess_layer_round_trips_with_safe_mode(tmp_path):
     model, _, _ = build_model(TINY)
     model.save(tmp_path / "m.keras")

@@ -113,6 +113,7 @@ def test_pack_refuses_an_existing_folder_and_bad_values(tiny_dataset, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["there"]  # nothing written
 
 
+@pytest.mark.slow
 def test_refit_guard_rewrites_the_guard_in_place(tiny_artifacts, tmp_path):
     import shutil
 

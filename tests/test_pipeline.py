@@ -113,6 +113,7 @@ def test_fine_tune_phase_and_random_split(tiny_dataset, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_previous_artifacts(tiny_dataset, tmp_path):
     """A real training run killed mid-way (SIGKILL) must not touch the finished artifacts."""
     root, _ = tiny_dataset

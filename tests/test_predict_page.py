@@ -270,6 +270,7 @@ def test_volume_shows_chart_slider_verdict_and_suspicious_slices(page, art):
     )
 
 
+@pytest.mark.slow
 def test_volume_slice_maps_are_the_models_default_explanation(art):
     """The volume view's overlays are the default map (method and layers of
     `maps.default_explanation`) of each slice's predicted class, not Grad-CAM's."""
@@ -334,6 +335,7 @@ def test_overlay_download_is_at_the_scans_resolution(page, sample):
     assert "317x251 px like the scan" in button.proto.label
 
 
+@pytest.mark.slow
 def test_methods_side_by_side(page, sample):
     from tumor_model.serving.explain import METHODS
 

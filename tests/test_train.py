@@ -87,6 +87,7 @@ def test_fit_fine_tunes_on_mixed_source_balanced_pixels(tiny_dataset, tmp_path):
     assert np.isfinite(history.val_loss).all() and history.loss.gt(0).all()
 
 
+@pytest.mark.slow
 def test_fit_fine_tunes_then_folds_the_temperature_into_the_model(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     settings = tiny_settings(

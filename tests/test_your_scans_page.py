@@ -47,6 +47,7 @@ def test_a_folder_is_checked_adapted_and_can_be_used(page, tmp_path):
     )
     assert "24 labelled scans (12 tumour, 12 healthy)" in page.success[0].value
     assert (out / artifacts.MODEL).is_file() and artifacts.read_card(out)["adapted"]
+    assert any(f"`{out}`" in i.value for i in page.info)  # where it is, as an absolute path
     page.button(key="site_use").click().run()
     assert page.text_input(key="model_folder").value == str(out)
     captions = [c.value for c in page.sidebar.caption]
@@ -66,6 +67,7 @@ def test_one_class_folder_gets_a_clear_error_and_writes_nothing(page, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_zip_upload_is_read_in_memory(page, tmp_path):
     site = make_site(tmp_path / "site", seed=11)
     buf = io.BytesIO()

@@ -190,6 +190,20 @@ def image_paths(frame, root: str | Path, app_dir: str | Path | None = None) -> l
     return [str(roots[str(s)] / p) for s, p in zip(frame.source, frame.path, strict=True)]
 
 
+ADAPTED_HOME = Path("~/neuroscan-models")  # where the Your scans page writes adapted models
+
+
+def adapted_folder(typed: str | None, home: str | Path = ADAPTED_HOME) -> Path | None:
+    """The folder the Your scans page writes an adapted model to, absolute: a typed absolute
+    path as it is, a name or relative path under `home` (never the app's own folder, which is
+    the installed package or the repository); None when nothing is typed (check only)."""
+    text = (typed or "").strip()
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    return Path(os.path.abspath(path if path.is_absolute() else Path(home).expanduser() / path))
+
+
 def shown_path(path, base: str | Path | None = None) -> str:
     """A path as the dashboard shows it, never absolute: relative to the app folder (`base`,
     default APP_DIR) when in it or beside it (one '..'), else its last two names."""
