@@ -161,6 +161,7 @@ def tiny_settings(root: Path, out_dir: Path, **kw):
         out_dir=str(out_dir),
         val_fraction=0.2,
         test_fraction=0.2,
+        export=False,  # the ONNX export (about 10 s a model): `tiny_artifacts` has one
     )
     values.update(kw)
     return Settings(**values)
@@ -223,7 +224,9 @@ def tiny_artifacts(tiny_dataset, tiny_weights, tmp_path_factory) -> Path:
     root, _ = tiny_dataset
 
     def train(folder: Path) -> None:
-        settings = tiny_settings(root, folder / "artifacts", weights=str(tiny_weights))
+        settings = tiny_settings(
+            root, folder / "artifacts", weights=str(tiny_weights), export=True
+        )
         pipeline.train_and_write(settings, cv_folds=3)
 
     trained = built_once(tmp_path_factory, "run", train) / "artifacts"

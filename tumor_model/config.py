@@ -84,6 +84,8 @@ class Settings:
     # --- places ---
     cache_dir: str = ".cache/features"  # frozen-base feature cache
     out_dir: str = "artifacts"  # where the model and its artifacts are written
+    export: bool = True  # also write model.onnx (serving.export; TensorFlow backend only), so
+    # that `predict` runs without TensorFlow; `neuroscan export` adds one later
     extra: dict = field(default_factory=dict, hash=False, compare=False)  # free-form notes
 
     def __post_init__(self):

@@ -209,7 +209,10 @@ def save(settings, model, table, summary, history, metrics, guard, record, sampl
     artifacts.write_json(card.to_dict(), tmp / artifacts.CARD)
     if samples:
         write_samples(table, tmp)
-    export(tmp)  # the same network for ONNX Runtime: `predict` without TensorFlow
+    if settings.export and keras.backend.backend() == "tensorflow":
+        export(tmp)  # the same network for ONNX Runtime: `predict` without TensorFlow
+    elif settings.export:
+        log("no ONNX export on this backend: `neuroscan export` writes one with TensorFlow")
     artifacts.replace_dir(tmp, final)
     log(f"artifacts written to {final} in {seconds:.0f} s")
     return final

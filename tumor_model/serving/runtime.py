@@ -73,6 +73,7 @@ class OnnxNetwork:
         options = ort.SessionOptions()
         options.intra_op_num_threads = len(os.sched_getaffinity(0))
         options.log_severity_level = 3
+        options.enable_cpu_mem_arena = False  # a long-running server must not keep growing
         try:
             self.session = ort.InferenceSession(
                 data, sess_options=options, providers=["CPUExecutionProvider"]
