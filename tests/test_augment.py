@@ -124,3 +124,31 @@ def test_training_model_shares_the_weights_and_serialises_its_layers(tmp_path):
         "Resample",
         "GammaNoise",
     ]
+
+
+def test_contrast_curve_keeps_background_and_range_and_varies_per_image():
+    x = np.repeat(_checker(), 1, axis=0)
+    x[:, :4] = 0.0  # a dark band: background stays background under any curve
+    layer = augment.ContrastCurve(1.0, seed=4)
+    out = keras.ops.convert_to_numpy(layer(x, training=True))
+    assert out.shape == x.shape
+    assert out.min() >= 0.0 and out.max() <= 255.0
+    assert np.abs(out[:, :4]).max() == 0.0
+    assert not np.allclose(out[0], out[1])  # a curve of its own per image
+    assert np.allclose(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+    assert np.allclose(keras.ops.convert_to_numpy(augment.ContrastCurve(0.0)(x, training=True)), x)
+
+
+def test_contrast_curve_can_invert_and_is_named_for_the_dashboard():
+    ramp = np.tile(np.linspace(0, 255, 40, dtype="float32"), (40, 1))
+    x = np.repeat(ramp[None, :, :, None], 64, axis=0).repeat(3, axis=3)
+    out = keras.ops.convert_to_numpy(augment.ContrastCurve(1.0, bias=0.0, seed=2)(x, training=True))
+    falling = [np.corrcoef(ramp[0, 1:], o[0, 1:, 0])[0, 1] < 0 for o in out]
+    assert 0 < sum(falling) < len(falling)  # some curves fall (a sequence's contrast inverted)
+    settings = dataclasses.replace(Settings(), contrast_curve=0.5)
+    names = augment.step_names(augment.augmenter(settings))
+    assert names == ("intensity curve", "bias field", *AUGMENTATIONS)
+    with pytest.raises(ValueError, match="contrast_curve"):
+        Settings(contrast_curve=1.5)
+    with pytest.raises(ValueError, match="rate"):
+        augment.ContrastCurve(-0.1)

@@ -74,6 +74,8 @@ class Settings:
     augment: bool = True  # light augmentation while fine-tuning (flip, crop, contrast, noise)
     resample: float = 0.0  # with augment: shrink each image by a random factor in
     # [1 - resample, 1] and enlarge it back (the blur of lower-resolution scans); 0 = off
+    contrast_curve: float = 0.0  # with augment: the share of images given a random intensity
+    # curve and bias field (augment.ContrastCurve: one sequence standing in for another); 0 = off
     sample_groups: bool = False  # each fine-tuning epoch shows one random file of every
     # duplicate group instead of every file: copies cost time and add nothing new
     strategy: str = "default"  # "mirrored": data-parallel on every local device (distribute.py)
@@ -102,6 +104,8 @@ class Settings:
             value = getattr(self, name)
             if not 0.0 < value < 0.5:
                 raise ValueError(f"{name} must be in (0, 0.5), got {value!r}")
+        if not 0.0 <= self.contrast_curve <= 1.0:
+            raise ValueError(f"contrast_curve must be in [0, 1], got {self.contrast_curve!r}")
         for name in ("dropout", "resample"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")

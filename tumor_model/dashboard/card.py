@@ -145,6 +145,8 @@ def augmentation(settings: dict) -> str | None:
     if not settings["augment"]:
         return "none"
     words = ", ".join(AUGMENTATIONS)
+    if settings.get("contrast_curve"):
+        words = f"random intensity curve and bias field ({settings['contrast_curve']:.0%} of images), " + words
     strength = settings.get("resample") or 0
     return words + (f", resolution (shrunk by up to {strength:.0%})" if strength else "")
 

@@ -200,6 +200,65 @@ class Resample(layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="tumor_model")
+class ContrastCurve(layers.Layer):
+    """With probability `rate` per image, a random intensity curve and a smooth bias field: one
+    MRI sequence made to stand in for another (the SynthSeg idea on 2-D slices).
+
+    The curve is piecewise linear through `knots` evenly spaced points of the image's own 0-max
+    range: the first stays 0 (the background stays dark), the others take heights drawn
+    uniformly in [0, 1], so a curve may fall as well as rise (dark fluid turns bright, as from
+    T1 to FLAIR or T2). The bias field multiplies the image by exp(b), b a random quadratic
+    over the image of amplitude up to `bias`. Output on 0-255.
+    """
+
+    def __init__(self, rate: float, knots: int = 5, bias: float = 0.3, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate <= 1.0 or knots < 2 or bias < 0:
+            raise ValueError(
+                f"rate must be in [0, 1], knots >= 2 and bias >= 0, got {rate!r}, {knots!r}, {bias!r}"
+            )
+        self.rate, self.knots, self.bias, self.seed = float(rate), int(knots), float(bias), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training or not self.rate:
+            return x
+        n, k = ops.shape(x)[0], self.knots
+        heights = keras.random.uniform((n, k - 1), seed=self.seed_generator, dtype=x.dtype)
+        heights = ops.concatenate([ops.zeros_like(heights[:, :1]), heights], axis=1)
+        top = ops.maximum(ops.max(x, axis=(1, 2, 3), keepdims=True), 1.0)
+        v = ops.clip(x / top, 0.0, 1.0) * (k - 1)
+        low = ops.minimum(ops.floor(v), k - 2.0)
+        index = ops.reshape(ops.cast(low, "int32"), (n, -1))
+        below = ops.reshape(ops.take_along_axis(heights, index, axis=1), ops.shape(x))
+        above = ops.reshape(ops.take_along_axis(heights, index + 1, axis=1), ops.shape(x))
+        curve = below + (above - below) * (v - low)
+        out = ops.clip(255.0 * curve * ops.exp(self.field(x)), 0.0, 255.0)
+        chosen = keras.random.uniform((n, 1, 1, 1), seed=self.seed_generator) < self.rate
+        return ops.where(chosen, out, x)
+
+    def field(self, x):
+        """(n, h, w, 1): a random quadratic in the image's coordinates (-1 to 1), one per image,
+        each of its five terms' coefficients uniform in +-bias / 2."""
+        n, h, w = ops.shape(x)[0], x.shape[1], x.shape[2]
+        r = ops.reshape(ops.linspace(-1.0, 1.0, h), (1, h, 1, 1))
+        c = ops.reshape(ops.linspace(-1.0, 1.0, w), (1, 1, w, 1))
+        a = keras.random.uniform(
+            (5, n, 1, 1, 1), -self.bias / 2, self.bias / 2, seed=self.seed_generator
+        )
+        return a[0] * r + a[1] * c + a[2] * r * r + a[3] * c * c + a[4] * r * c
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "rate": self.rate,
+            "knots": self.knots,
+            "bias": self.bias,
+            "seed": self.seed,
+        }
+
+
 def _linear_resize(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) weights of a linear resize with half-pixel centres: a triangle kernel,
     widened by the shrink factor when shrinking (antialiased), each row summing to 1 (so edges
@@ -213,9 +272,13 @@ def _linear_resize(n_in: int, n_out: int) -> np.ndarray:
 
 def augmenter(settings: Settings) -> keras.Sequential:
     """Light, brain-preserving augmentation on 0-255 pixels, as `settings` say (AUGMENTATIONS
-    names the steps for the dashboard; resample is added when settings.resample > 0)."""
+    names the steps for the dashboard; a contrast curve goes first when settings.contrast_curve
+    > 0, resample is added when settings.resample > 0)."""
     seed = settings.seed
-    steps = [
+    steps = [ContrastCurve(settings.contrast_curve, seed=seed, name="curve")] * bool(
+        settings.contrast_curve
+    )
+    steps += [
         FlipRotateZoom(rotation=0.03, zoom=0.1, seed=seed, name="flip_rotate_zoom"),
         layers.RandomContrast(0.3, value_range=(0, 255), seed=seed),
         layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
@@ -232,6 +295,7 @@ def step_names(augment: keras.Sequential) -> tuple[str, ...]:
     for layer in augment.layers:
         name = type(layer).__name__.removeprefix("Random").lower()
         split = {"gammanoise": ("gamma", "noise"), "fliprotatezoom": ("flip", "rotation", "zoom")}
+        split["contrastcurve"] = ("intensity curve", "bias field")
         names.extend(split.get(name, (name,)))
     return tuple(names)
 
@@ -248,6 +312,7 @@ def training_model(model: keras.Model, settings: Settings) -> keras.Model:
 
 __all__ = [
     "AUGMENTATIONS",
+    "ContrastCurve",
     "FlipRotateZoom",
     "GammaNoise",
     "Resample",
