@@ -3,7 +3,7 @@
     python benchmarks/load_test.py            # 10 sessions x 20 uploads = 200 predictions
     python benchmarks/load_test.py --sessions 10 --uploads 3 --out load.json
 
-Starts ONE `streamlit run streamlit_app.py` on 127.0.0.1 (a free port) with $NEUROSCAN_ARTIFACTS
+Starts ONE `neuroscan dashboard` on 127.0.0.1 (a free port) with $NEUROSCAN_ARTIFACTS
 pointing at --artifacts (default: $NEUROSCAN_ARTIFACTS, else artifacts/), then opens --sessions
 browser contexts in one headless Chromium (/usr/bin/chromium, Playwright's async API; never a
 downloaded browser). Each session opens /predict and uploads --uploads different generated

@@ -3,7 +3,7 @@
     python3 scripts/screenshots.py                       # the shipped model -> docs/screenshots/
     python3 scripts/screenshots.py --out /tmp/shots --artifacts artifacts-adapted
 
-Starts ONE `streamlit run streamlit_app.py` on 127.0.0.1 (a free port) on --artifacts (default:
+Starts ONE `neuroscan dashboard` on 127.0.0.1 (a free port) on --artifacts (default:
 $NEUROSCAN_ARTIFACTS, else the shipped model in artifacts/), with the Kaggle dataset of
 ../shared/data as the dataset when it is there, and visits it with Debian's Chromium
 (/usr/bin/chromium through Playwright; never a downloaded browser):
@@ -104,9 +104,8 @@ def streamlit_server(
     env.pop("NEUROSCAN_DATA_DIR", None)
     if data_dir is not None:
         env["NEUROSCAN_DATA_DIR"] = str(data_dir)
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py"]
-    cmd += ["--server.port", str(port), "--server.address", "127.0.0.1"]
-    cmd += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    cmd = [sys.executable, "-m", "tumor_model", "dashboard", "--port", str(port)]
+    cmd += ["--address", "127.0.0.1"]
     base = f"http://127.0.0.1:{port}"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -1,4 +1,4 @@
-"""Start `streamlit run streamlit_app.py` on 127.0.0.1 for the browser tests and the load
+"""Start `neuroscan dashboard` on 127.0.0.1 for the browser tests and the load
 benchmark: the helpers live in scripts/screenshots.py (the command that takes the README's
 screenshots), re-exported here for the tests and benchmarks/load_test.py."""
 

@@ -28,7 +28,7 @@ from tumor_model.dashboard import card as model_card
 from tumor_model.dashboard import dataset, evaluation, places, tables
 
 REPO = Path(__file__).resolve().parents[1]
-APP = REPO / "streamlit_app.py"
+APP = REPO / "app" / "streamlit_app.py"
 SHARED_DATA = REPO.parent / "shared" / "data" / "brain-tumor-dataset"
 CELLS = {
     "tp": "True positives (TP)",

@@ -20,7 +20,7 @@ from tumor_model.dashboard.tables import fmt_value
 
 from conftest import REPO, make_site
 
-APP = REPO / "streamlit_app.py"
+APP = REPO / "app" / "streamlit_app.py"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ def test_artifacts_dir_is_artifacts_locate_without_a_sidebar_choice(tmp_path):
     assert places.artifacts_dir({artifacts.ENV: str(tmp_path)}) == tmp_path
     assert places.artifacts_dir({artifacts.ENV: "  "}) == artifacts.shipped_dir()
     assert places.artifacts_dir({}) == artifacts.locate(None, {}) == artifacts.shipped_dir()
-    assert (places.APP_DIR / "streamlit_app.py").is_file()
+    assert (places.APP_DIR / "app" / "streamlit_app.py").is_file()
 
 
 def test_data_dir_only_existing_folders(tmp_path):

@@ -17,8 +17,11 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -29,7 +32,7 @@ from conftest import REPO
 pytestmark = pytest.mark.slow  # builds a 15 MB wheel and loads the shipped model
 
 ARTIFACTS = REPO / "artifacts"
-SKIP = (".git", "docs", "tests", "benchmarks", "experiments", "scripts", "pages", ".cache")
+SKIP = (".git", "docs", "tests", "benchmarks", "experiments", "scripts", ".cache")
 SKIP += (".gpu", "runs", "tmp", "build", "dist", "*.egg-info", "artifacts-*")
 SKIP += ("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache", ".ruff_cache")
 SUBPACKAGES = sorted(
@@ -133,7 +136,14 @@ def test_the_wheel_holds_every_subpackage_the_model_and_the_script(wheel):
     assert "samples/samples.csv" in shipped
     assert in_repo <= shipped, sorted(in_repo - shipped)
     tops = {n.split("/", 1)[0] for n in names}
-    assert tops == {"tumor_model", "neuroscan-0.1.0.dist-info"}, tops  # no tests/, pages/...
+    assert tops == {"tumor_model", "neuroscan-0.1.0.dist-info"}, tops  # no tests/, docs/...
+    app = {n.removeprefix("tumor_model/app/") for n in names if n.startswith("tumor_model/app/")}
+    in_repo = {
+        p.relative_to(REPO / "app").as_posix()
+        for p in (REPO / "app").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert in_repo == app, sorted(in_repo ^ app)  # the router, every page, its Streamlit settings
     assert "neuroscan = tumor_model.commands:main" in entry_points
 
 
@@ -184,3 +194,49 @@ def test_neuroscan_exit_codes_come_from_main(installed):
     assert errors, broken.stderr
     assert str(elsewhere / "no-model-here") in errors[0], errors[0]  # the folder it read
     assert "--artifacts" in errors[0] and "NEUROSCAN_ARTIFACTS" in errors[0], errors[0]
+
+
+APPTEST = """
+import sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=60).run()
+assert not at.exception, [e.value for e in at.exception]
+print("SIDEBAR", " | ".join(m.value for m in at.sidebar.markdown))
+at.switch_page("pages/predict.py").run()
+assert not at.exception, [e.value for e in at.exception]
+print("TITLE", " | ".join(t.value for t in at.title))
+"""
+
+
+def test_the_installed_dashboard_runs_from_another_folder(installed):
+    """`neuroscan dashboard` serves the wheel's app (router, pages, settings), and that app's
+    pages run on the shipped model, from a folder with no repository in sight."""
+    target, elsewhere = installed
+    router = target / "tumor_model" / "app" / "streamlit_app.py"
+    out = _run([sys.executable, "-c", APPTEST, router], cwd=elsewhere, target=target, timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SIDEBAR" in out.stdout and "mobilenetv2" in out.stdout.lower(), out.stdout
+    assert "TITLE" in out.stdout and "Predict" in out.stdout, out.stdout
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [target / "bin" / "neuroscan", "dashboard", "--port", port, "--address", "127.0.0.1"]
+    server = subprocess.Popen(
+        [str(a) for a in command], cwd=elsewhere, env=_env(target),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        health = None
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health") as r:
+                    health = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert health == "ok", health
+    finally:
+        server.terminate()
+        printed, _ = server.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}" in printed, printed
+    assert "Traceback" not in printed, printed

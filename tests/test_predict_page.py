@@ -24,7 +24,7 @@ from badfiles import bad_files, odd_files
 from conftest import REPO
 from streamlit_server import shipped_artifacts
 
-APP = REPO / "streamlit_app.py"
+APP = REPO / "app" / "streamlit_app.py"
 
 
 @pytest.fixture(scope="module")

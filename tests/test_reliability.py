@@ -47,7 +47,7 @@ from tumor_model.serving.predict import Predictor
 from badfiles import _dicom_bytes, bad_files
 from conftest import REPO
 
-APP = REPO / "streamlit_app.py"
+APP = REPO / "app" / "streamlit_app.py"
 PAGES = ["overview", "dataset", "training", "evaluation", "predict"]
 HINT = REBUILD  # the one rebuild command, in every ArtifactError (model and dashboard)
 

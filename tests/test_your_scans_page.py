@@ -14,7 +14,7 @@ from tumor_model import artifacts
 
 from conftest import REPO, make_site
 
-APP = REPO / "streamlit_app.py"
+APP = REPO / "app" / "streamlit_app.py"
 
 
 @pytest.fixture

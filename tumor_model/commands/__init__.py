@@ -1,9 +1,10 @@
-"""neuroscan (or python -m tumor_model): summarize | pack | refit-guard | train | cv |
-report-protocol | evaluate | predict | localise | adapt | anchor | report.
+"""neuroscan (or python -m tumor_model): predict, explain, evaluate, train, adapt, report and
+the dashboard, each a command below.
 
 The parser is declared here from one module per command group (`data`, `training`, `model`,
-`predict`); each handler imports what it needs when it runs, so `--help` and argument errors
-answer without loading TensorFlow. Framework log lines are hidden unless --verbose.
+`predict`, `release`, `dashboard`); each handler imports what it needs when it runs, so
+`--help` and argument errors answer without loading TensorFlow. Framework log lines are hidden
+unless --verbose.
 
 The model read by every command that takes --artifacts is, in order: --artifacts, else
 $NEUROSCAN_ARTIFACTS, else the model shipped with the package (from any working folder)."""
@@ -14,7 +15,7 @@ import argparse
 import os
 import sys
 
-from tumor_model.commands import data, model, predict, release, training
+from tumor_model.commands import dashboard, data, model, predict, release, training
 
 
 def common() -> argparse.ArgumentParser:
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parent = common()
-    for group in (data, training, model, predict, release):
+    for group in (data, training, model, predict, release, dashboard):
         group.add_parsers(sub, parent)
     return parser
 

@@ -146,7 +146,8 @@ def augmentation(settings: dict) -> str | None:
         return "none"
     words = ", ".join(AUGMENTATIONS)
     if settings.get("contrast_curve"):
-        words = f"random intensity curve and bias field ({settings['contrast_curve']:.0%} of images), " + words
+        share = settings["contrast_curve"]
+        words = f"random intensity curve and bias field ({share:.0%} of images), {words}"
     strength = settings.get("resample") or 0
     return words + (f", resolution (shrunk by up to {strength:.0%})" if strength else "")
 

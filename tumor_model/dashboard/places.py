@@ -27,7 +27,15 @@ from tumor_model import artifacts
 from tumor_model.artifacts import ArtifactError
 from tumor_model.io.imageio import ImageLoadError, load_image
 
-APP_DIR = Path(__file__).resolve().parents[2]  # where streamlit_app.py lives
+
+def _home() -> Path:
+    """The folder relative places are read from: the repository in a source checkout (where
+    app/streamlit_app.py lives), else (an installed wheel) the working folder."""
+    repository = Path(__file__).resolve().parents[2]
+    return repository if (repository / "app" / "streamlit_app.py").is_file() else Path.cwd()
+
+
+APP_DIR = _home()
 DATA_ENV = "NEUROSCAN_DATA_DIR"  # the dataset root when none is typed in the sidebar
 DATA_NAME = "brain-tumor-dataset"  # the dataset looked for when the model card names none
 DATA_PLACES = ("../shared/data", "data")  # where datasets are looked for, from the app folder

@@ -216,7 +216,8 @@ class ContrastCurve(layers.Layer):
         super().__init__(**kwargs)
         if not 0.0 <= rate <= 1.0 or knots < 2 or bias < 0:
             raise ValueError(
-                f"rate must be in [0, 1], knots >= 2 and bias >= 0, got {rate!r}, {knots!r}, {bias!r}"
+                "rate must be in [0, 1], knots >= 2 and bias >= 0, "
+                f"got {rate!r}, {knots!r}, {bias!r}"
             )
         self.rate, self.knots, self.bias, self.seed = float(rate), int(knots), float(bias), seed
         self.seed_generator = keras.random.SeedGenerator(seed)

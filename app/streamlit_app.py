@@ -1,4 +1,5 @@
-"""NeuroScan dashboard: the only router. Run with `streamlit run streamlit_app.py`.
+"""NeuroScan dashboard: the only router. Run with `neuroscan dashboard`, or
+`streamlit run app/streamlit_app.py` in the repository.
 
 The sidebar shows the model in use, where the dataset is and the research-only notice; the pages
 read the shipped artifacts (see DEVELOPERS.md, "Artifacts contract").
