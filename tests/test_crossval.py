@@ -234,3 +234,48 @@ def test_cv_rows_flatten_every_block(tmp_path):
     assert [r["held_out"] for r in rows[1:]] == ["a", "b", "b", "c", "c"]
     assert rows[2]["specificity"] is None and rows[2]["sensitivity"] is not None
     assert rows[0]["files"] == 240
+
+
+def _institutions(seed=0):
+    """_three_sources, with source a's files from institutions X, Y and Z (40 each, both classes,
+    sequences t1 / flair alternating); b and c carry none."""
+    table, x = _three_sources(seed)
+    table["institution"] = [("X", "Y", "Z")[i // 40] for i in range(120)] + [None] * 120
+    table["sequence"] = [("t1", "flair")[(i // 2) % 2] for i in range(120)] + [None] * 120
+    return table, x
+
+
+@pytest.mark.slow
+def test_leave_one_institution_out_trains_on_everything_else(tmp_path):
+    from tumor_model.metrics import cv_rows
+
+    table, x = _institutions()
+    settings = tiny_settings(
+        tmp_path, tmp_path / "out", bootstrap=20, head_epochs=30, patience=30, head_lr=0.01
+    )
+    result = crossval.leave_institution_out(x, table, settings)
+    blocks = result["sources"]
+    assert list(blocks) == ["X", "Y", "Z"]
+    for name, block in blocks.items():
+        assert block["files"] == 40 and block["classes"] == [0, 1] and block["source"] == "a"
+        assert block["trained_on"] == ["a: the other institutions", "b", "c"], name
+        assert set(block["sequences"]) == {"t1", "flair"}
+        assert sum(b["n"] for b in block["sequences"].values()) == 40
+        assert "institutions" not in block  # the block is one institution
+    assert result["pooled"]["n"] == 120  # files without an institution are never held out
+    assert result["pooled"]["metrics"]["balanced_accuracy"]["value"] > 0.9  # feature 0: the class
+    rows = cv_rows({"lioo": result})
+    assert [r["held_out"] for r in rows] == ["every source", "X", "Y", "Z"]
+    none = table.drop(columns=["institution"])
+    with pytest.raises(ValueError, match="at least two institutions"):
+        crossval.leave_institution_out(x, none, settings)
+
+
+@pytest.mark.slow
+def test_leave_one_source_out_gives_a_held_out_source_its_sequences(tmp_path):
+    table, x = _institutions(seed=2)
+    settings = tiny_settings(tmp_path, tmp_path / "out", bootstrap=20, head_lr=0.01)
+    result = crossval.leave_source_out(x, table, settings, hold_out=("a",), twin=False)
+    block = result["sources"]["a"]
+    assert set(block["sequences"]) == {"t1", "flair"} and set(block["institutions"]) == set("XYZ")
+    assert sum(b["n"] for b in block["institutions"].values()) == block["n"] == 120

@@ -172,3 +172,22 @@ def test_group_files_lists_the_whole_group(grouped, tmp_path):
     assert files.image[0] == str(tmp_path / "m1.jpg")
     assert files.caption[2] == "m3.jpg · tumour · test"
     assert dataset.group_files(grouped, 2, None).image[0] == "r/m1.jpg"
+
+
+def test_source_table_shows_patients_sequences_and_institutions_where_given():
+    base = {
+        "files": 6,
+        "classes": {"tumor": 3, "healthy": 3},
+        "single_class": False,
+        "image_sizes": 1,
+        "common_sizes": {"256x256": 6},
+        "duplicate_groups": 6,
+        "formats": {"JPEG": 6},
+    }
+    lgg = base | {"patients": 2, "sequences": {"flair": 4, "t1": 2}, "institutions": {"DU": 6}}
+    table = dataset.source_table({"sources": {"kaggle": base, "lgg": lgg}})
+    row = table.set_index("source").loc["lgg"]
+    assert (row["patients"], row["sequences"], row["institutions"]) == ("2", "flair 4, t1 2", "DU 6")
+    assert table.set_index("source").loc["kaggle", "sequences"] == ""
+    plain = dataset.source_table({"sources": {"kaggle": base}})
+    assert not {"patients", "sequences", "institutions"} & set(plain.columns)  # none given

@@ -127,3 +127,8 @@ def test_sequences_and_institutions_get_their_own_figures(model_copy, tmp_path, 
     assert "- lgg by sequence (balanced accuracy / specificity / sensitivity):" in card
     assert "| lgg, sequence t1ce |" in docs[report.RESULTS_DOC]
     assert "| lgg, institution A |" in docs[report.RESULTS_DOC]
+    travel = tables.travel_rows(artifacts.read_json(model_copy, artifacts.METRICS))  # Overview
+    shown = travel.set_index("held out")
+    assert shown.loc["lgg, sequence t2", "evaluation"].endswith("never saw, by sequence")
+    assert shown.loc["lgg, institution B", "files"] == str(inst["B"]["n"])
+    assert shown.loc["lgg, sequence t2", "Specificity"] == tables.NOT_DEFINED  # tumours only

@@ -126,10 +126,14 @@ TEST, TEST_GROUPS, VAL, VAL_GROUPS = "test", "test_groups", "val", "val_groups"
 RANDOM_SPLIT, SHORTCUT, PROTOCOL = "random_split", "shortcut", "protocol"
 LOSO, ADAPTED = "loso", "adapted"  # leave-one-source-out CV; what `adapt` changed
 LOSO_FINE_TUNED = "loso_fine_tuned"  # the same CV of the whole recipe (`--by loso --fine-tune`)
+# leave-one-institution-out CV (`cv --by institution`): one block per institution a source's
+# files.csv names, trained on every other file (same layout as LOSO: "pooled" and "sources")
+LIOO, LIOO_FINE_TUNED = "lioo", "lioo_fine_tuned"
 # `evaluate --all --save`: the model itself on whole sources none of whose files it was trained,
 # validated or tested on (same layout as LOSO: "pooled" and "sources")
 EXTERNAL = "external"
-SOURCE_BLOCKS = (LOSO, LOSO_FINE_TUNED, EXTERNAL)  # the blocks laid out as "pooled" + "sources"
+# the blocks laid out as "pooled" + "sources"
+SOURCE_BLOCKS = (LOSO, LOSO_FINE_TUNED, LIOO, LIOO_FINE_TUNED, EXTERNAL)
 TEST_SOURCES = "test_sources"  # the test split per source
 # Inside a per-source block: {sequence: block} and {institution: block} for files that carry
 # one (a source's files.csv); `neuroscan report` shows these figures wherever they are present.
@@ -142,9 +146,9 @@ CV_GROUPS = {
 
 
 def cv_key(by: str, full: bool = False) -> str:
-    """metrics.json key of a CV: "cv", "cv_source", "loso", each with "_fine_tuned" for the
-    whole recipe."""
-    keys = {"duplicate": "cv", "source": "cv_source", LOSO: LOSO}
+    """metrics.json key of a CV: "cv", "cv_source", "loso", "lioo", each with "_fine_tuned" for
+    the whole recipe."""
+    keys = {"duplicate": "cv", "source": "cv_source", LOSO: LOSO, "institution": LIOO}
     if by not in keys:
         raise ValueError(f"CV groups must be one of {tuple(keys)}, got {by!r}")
     return keys[by] + ("_fine_tuned" if full else "")

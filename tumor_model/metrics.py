@@ -7,7 +7,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from sklearn import metrics as skm
 
-from tumor_model.artifacts import SOURCE_BLOCKS
+from tumor_model.artifacts import BREAKDOWNS, SEQUENCES, SOURCE_BLOCKS
 
 POINT_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1")
 SCORE_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
@@ -251,7 +251,13 @@ def cv_rows(result: dict) -> list[dict]:
             held = ", ".join(block.get("held_out", ())) or "every source"  # or those named
             out.append(row(f"{key}: pooled", block["pooled"], held_out=held))
             for src, one in block["sources"].items():
-                out.append(row(key, one, held_out=src, trained_on=", ".join(one["trained_on"])))
+                trained = ", ".join(one.get("trained_on") or ())
+                out.append(row(key, one, held_out=src, trained_on=trained))
+                for part in BREAKDOWNS:  # per sequence and institution, where files.csv gave them
+                    word = "sequence" if part == SEQUENCES else "institution"
+                    for value, sub in (one.get(part) or {}).items():
+                        held = f"{src}, {word} {value}"
+                        out.append(row(f"{key}: by {word}", sub, held_out=held, trained_on=trained))
                 if "twin_absent" in one:
                     twin = one["twin_absent"]
                     out.append(

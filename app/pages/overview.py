@@ -87,7 +87,7 @@ def travel_section(metrics: dict) -> None:
     rows = tables.travel_rows(metrics)
     if rows is None:
         return
-    st.subheader("Does it travel? Cross-source and leave-one-source-out CV")
+    st.subheader("Does it travel? Unseen sources, sequences, institutions")
     st.table(rows, hide_index=True, border="horizontal")
     st.caption(
         "Cross-source CV keeps each image size in one fold (a stand-in for a scanner); "
@@ -97,10 +97,12 @@ def travel_section(metrics: dict) -> None:
         "one-class source, so the source's look alone cannot give it its label. These CVs "
         "train heads on frozen features; the *This model* rows are the model itself (fine-tuned "
         "as shipped) on whole sources none of whose files it was trained, validated or tested on. "
+        "A source whose files.csv names MRI sequences and institutions (tcga-lgg) gets a row "
+        "for each: *by sequence* and *by institution*. "
         "A pooled row over one-class sources mixes them: its ROC AUC also rewards telling one "
         "source's look from the other's. "
-        "`neuroscan cv --by source` / `--by loso` recompute the CV rows, `neuroscan evaluate "
-        "--all --data-dir DIR --save` the others."
+        "`neuroscan cv --by source` / `--by loso` / `--by institution` recompute the CV rows, "
+        "`neuroscan evaluate --all --data-dir DIR --save` the others."
     )
 
 

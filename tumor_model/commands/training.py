@@ -123,18 +123,20 @@ def cv_parser(sub, parent) -> None:
     p.add_argument(
         "--by",
         action="append",
-        choices=("duplicate", "source", "loso"),
+        choices=("duplicate", "source", "loso", "institution"),
         help="fold grouping, repeatable (default: duplicate and source). 'source': the "
         "cross-source CV (image sizes kept whole) and, with several sources (--data-dir "
         "repeated), leave-one-source-out of the frozen stage; 'loso': leave-one-source-out "
-        "alone (of the whole recipe with --fine-tune: a training run per source)",
+        "alone (of the whole recipe with --fine-tune: a training run per source); "
+        "'institution': leave-one-institution-out (institutions a source's files.csv names, "
+        "e.g. tcga-lgg's; the other institutions and sources in training)",
     )
     p.add_argument(
         "--fine-tune",
         action="store_true",
         help="CV of the whole recipe, fine-tuning included: a training run per fold (about "
         "20 min per fold on 2 CPU cores for the shipped recipe); stored as cv_fine_tuned / "
-        "cv_source_fine_tuned / loso_fine_tuned",
+        "cv_source_fine_tuned / loso_fine_tuned / lioo_fine_tuned",
     )
     p.add_argument(
         "--hold-out",

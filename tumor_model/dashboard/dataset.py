@@ -7,9 +7,11 @@ from pathlib import Path
 import pandas as pd
 
 from tumor_model import artifacts
+from tumor_model.artifacts import INSTITUTIONS, SEQUENCES
 from tumor_model.config import CLASS_NAMES, DISPLAY_NAMES
 from tumor_model.dashboard.places import image_paths
 from tumor_model.training.data import source_of
+from tumor_model.training.metadata import PATIENTS
 
 
 def class_counts(split: pd.DataFrame) -> pd.DataFrame:
@@ -250,7 +252,9 @@ def group_files(split: pd.DataFrame, group: int, root: str | Path | None) -> pd.
 
 def source_table(summary: dict | None) -> pd.DataFrame | None:
     """One row per source of dataset_summary.json ("sources"): files, files per class, image
-    sizes, duplicate groups, and whether it holds one class only; None without that block."""
+    sizes, duplicate groups, and whether it holds one class only; and, when a source's files.csv
+    gave them, its patients and its files per MRI sequence and per institution. None without
+    that block."""
     sources = (summary or {}).get("sources")
     if not sources:
         return None
@@ -266,6 +270,13 @@ def source_table(summary: dict | None) -> pd.DataFrame | None:
                 "commonest sizes": ", ".join(f"{k} ({v})" for k, v in s["common_sizes"].items()),
                 "duplicate groups": s.get("duplicate_groups"),
                 "formats": ", ".join(f"{k} {v}" for k, v in s["formats"].items()),
+                "patients": f"{s[PATIENTS]:,}" if s.get(PATIENTS) else None,
+                **{
+                    word: ", ".join(f"{k} {v:,}" for k, v in (s.get(key) or {}).items()) or None
+                    for word, key in (("sequences", SEQUENCES), ("institutions", INSTITUTIONS))
+                },
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    unused = [c for c in ("patients", "sequences", "institutions") if frame[c].isna().all()]
+    return frame.drop(columns=unused).fillna("")

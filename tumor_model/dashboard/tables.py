@@ -162,7 +162,8 @@ TRAVEL_NAMES = {
 def travel_rows(metrics: dict | None) -> pd.DataFrame | None:
     """How the model travels, from metrics.json: the cross-source CV (image sizes kept whole)
     with its rows per source, and the leave-one-source-out CV with, for a one-class source, the
-    rate a head trained on the two-class sources alone gets ("twin absent"). Rates as
+    rate a head trained on the two-class sources alone gets ("twin absent"); a source whose
+    files.csv names sequences and institutions gets a row for each. Rates as
     percentages; NOT_DEFINED where a metric is undefined (a one-class source has one rate)."""
     keep = {
         k: v
@@ -174,7 +175,12 @@ def travel_rows(metrics: dict | None) -> pd.DataFrame | None:
         return None
     names = {**TRAVEL_NAMES, **{k: v[0] for k, v in artifacts.protocol_names(metrics).items()}}
     frame = pd.DataFrame(rows)
-    frame["block"] = frame["block"].map(lambda b: names.get(b, b))
+
+    def named(block: str) -> str:  # "external: by sequence" -> "This model ..., by sequence"
+        key, by, part = block.partition(": by ")
+        return names.get(block, block) if not by else f"{names.get(key, key)}, by {part}"
+
+    frame["block"] = frame["block"].map(named)
     held = frame["held_out"].where(~frame["block"].str.startswith("Cross-source"), "each size fold")
     frame["held_out"] = held
     for k in ("balanced_accuracy", "sensitivity", "specificity"):

@@ -15,11 +15,19 @@ import numpy as np
 import pandas as pd
 
 from tumor_model import metrics
-from tumor_model.artifacts import CV_GROUPS, LOSO, SETTINGS, cv_key, update_metrics
+from tumor_model.artifacts import (
+    CV_GROUPS,
+    INSTITUTION,
+    LOSO,
+    SETTINGS,
+    cv_key,
+    update_metrics,
+)
 from tumor_model.config import Settings
+from tumor_model.evaluation import breakdown
 from tumor_model.model import make_head
 from tumor_model.progress import log
-from tumor_model.training import data, features, split, train
+from tumor_model.training import data, features, metadata, split, train
 
 INNER_FOLDS = 9
 
@@ -190,7 +198,7 @@ def leave_source_out(x, table, settings, full=False, hold_out=(), twin=True) -> 
             block["twin_absent"] = {**absent, "trained_on": two_class}
             rate = absent["metrics"]["accuracy"]["value"]
             log(f"leave-one-source-out: {name}, trained on {two_class} alone: {rate:.4f}")
-        out[name] = block
+        out[name] = block | by_metadata(table, held, probs, thr, settings).get(name, {})
         rate = block["metrics"]["balanced_accuracy" if len(block["classes"]) == 2 else "accuracy"]
         log(f"leave-one-source-out: {name} ({block['files']} files): {rate['value']:.4f}")
     pooled = metrics.report(y[tested], probs[tested], thresholds[tested], *boot)
@@ -202,6 +210,61 @@ def leave_source_out(x, table, settings, full=False, hold_out=(), twin=True) -> 
         "groups": "source: each source held out in turn"
         + (f" (of {everyone}, only {names})" if narrowed else ""),
         **narrowed,
+        "backend": keras.backend.backend(),
+    }
+
+
+def by_metadata(table, rows, probs, threshold, settings) -> dict:
+    """breakdown.per_metadata of the held-out `rows` (bool): {source: {sequences, institutions}}."""
+    part = table[rows].reset_index(drop=True)
+    return breakdown.per_metadata(part, probs[rows], threshold, settings)
+
+
+def institutions(table) -> np.ndarray:
+    """Each file's institution (a source's files.csv), "" where none is known."""
+    if INSTITUTION not in table.columns:
+        return np.full(len(table), "", object)
+    return np.array([str(v) if metadata.known(v) else "" for v in table[INSTITUTION]], object)
+
+
+def leave_institution_out(x, table, settings, full=False) -> dict:
+    """Leave-one-institution-out CV of the frozen stage (or with full=True of the whole recipe):
+    for each institution a source's files.csv names, a recipe trained on every other file (the
+    other institutions and the other sources) and tested on that institution's files, with its
+    figures per sequence. "pooled" joins every held-out prediction (each at its own threshold)."""
+    inst, y = institutions(table), table.label.to_numpy()
+    names = sorted(set(inst) - {""})
+    if len(names) < 2:
+        raise ValueError(
+            "leave-one-institution-out CV needs files of at least two institutions (an "
+            f"'institution' column in a source's files.csv), got {names!r}"
+        )
+    src = data.sources(table).to_numpy()
+    probs, thresholds, tested = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), bool)
+    out = {}
+    for name in names:
+        held = inst == name
+        probs[held], thr = _held_out_fold(x, table, settings, ~held, held, full)
+        thresholds[held], tested[held] = thr, True
+        block = metrics.report(y[held], probs[held], thr, settings.bootstrap, settings.seed)
+        source = str(src[held][0])
+        block.update(
+            files=int(held.sum()),
+            classes=sorted(int(c) for c in set(y[held])),
+            source=source,
+            trained_on=[f"{source}: the other institutions"]
+            + [n for n in dict.fromkeys(src) if n != source],
+        )
+        parts = by_metadata(table, held, probs, thr, settings).get(source, {})
+        out[name] = block | {k: v for k, v in parts.items() if k != "institutions"}
+        log(f"leave-one-institution-out: {name}: {block['metrics']['balanced_accuracy']['value']}")
+    pooled = metrics.report(y[tested], probs[tested], thresholds[tested], settings.bootstrap,
+                            settings.seed)  # fmt: skip
+    return {
+        "sources": out,
+        "pooled": pooled,
+        "recipe": _recipe(settings, full),
+        "groups": "institution: each institution held out in turn (its patients whole)",
         "backend": keras.backend.backend(),
     }
 
@@ -266,7 +329,7 @@ def cv_artifacts(
     folder = Path(folder)
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds!r}")
-    choices = (*CV_GROUPS, LOSO)
+    choices = (*CV_GROUPS, LOSO, "institution")
     unknown = [one for one in by if one not in choices]
     if unknown or not by:
         raise ValueError(f"CV groupings must be among {choices}, got {list(by)!r}")
@@ -281,13 +344,15 @@ def cv_artifacts(
     if hold_out:
         held_out_names(table, hold_out)  # a misspelt source fails before the features' minutes
     x = features.extract_for(settings, table)
-    groupings = tuple(one for one in by if one != LOSO)
+    groupings = tuple(one for one in by if one not in (LOSO, "institution"))
     result = cv_metrics(x, table, settings, folds, full, groupings) if groupings else {}
     loso = cv_key(LOSO, full)
     if LOSO in by and loso not in result:
         result[loso] = leave_source_out(x, table, settings, full, hold_out, twin)
+    if "institution" in by:
+        result[cv_key("institution", full)] = leave_institution_out(x, table, settings, full)
     if save:  # a skipped cross-source CV must not leave an old one
         drop = [cv_key(one, full) for one in groupings]
-        drop += [loso] if loso in result else []
+        drop += [key for key in (loso, cv_key("institution", full)) if key in result]
         update_metrics(folder, result, drop=drop)
     return result

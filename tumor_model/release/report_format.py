@@ -37,6 +37,14 @@ EXTRA_LABELS = {  # evaluation blocks artifacts.PROTOCOLS does not name
         "Leave-one-source-out, fine-tuned",
         "Leave-one-source-out CV of the whole recipe",
     ),
+    artifacts.LIOO: (
+        "Leave-one-institution-out",
+        "Leave-one-institution-out CV (frozen features + head)",
+    ),
+    artifacts.LIOO_FINE_TUNED: (
+        "Leave-one-institution-out, fine-tuned",
+        "Leave-one-institution-out CV of the whole recipe",
+    ),
     artifacts.EXTERNAL: ("Unseen sources", "The model itself on whole sources it never saw"),
     artifacts.TEST_SOURCES: ("Test split per source", "The model's test split, per source"),
     artifacts.ADAPTED: ("Adapted", "What `neuroscan adapt` measured on the site's scans"),
@@ -147,7 +155,8 @@ def trained(card: dict) -> str:
 
 def cv_command(key: str) -> str:
     base = key.removesuffix("_fine_tuned")
-    flags = {"cv": "", "cv_source": " --by source", artifacts.LOSO: " --by loso"}.get(base, "")
+    flags = {"cv": "", "cv_source": " --by source", artifacts.LOSO: " --by loso"}
+    flags = {**flags, artifacts.LIOO: " --by institution"}.get(base, "")
     return f"`neuroscan cv{flags}{' --fine-tune' if key.endswith('_fine_tuned') else ''}`"
 
 
@@ -163,7 +172,7 @@ def measured(key: str, block: dict, card: dict) -> str:
         command = "`neuroscan evaluate --all --save`"
     elif key == artifacts.ADAPTED:
         command = "`neuroscan adapt`"
-    elif key.startswith("cv") or key.startswith(artifacts.LOSO):
+    elif key.startswith(("cv", artifacts.LOSO, artifacts.LIOO)):
         command = cv_command(key)
     else:
         command = f"`{key}`"

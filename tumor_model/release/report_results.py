@@ -39,6 +39,8 @@ ORDER = (
     "cv_source_fine_tuned",
     artifacts.LOSO,
     artifacts.LOSO_FINE_TUNED,
+    artifacts.LIOO,
+    artifacts.LIOO_FINE_TUNED,
     artifacts.EXTERNAL,
     artifacts.ADAPTED,
 )
