@@ -112,7 +112,7 @@ def test_sequences_and_institutions_get_their_own_figures(model_copy, tmp_path, 
     printed = json.loads(capsys.readouterr().out)["summary"]["sources"]["lgg"]
     assert set(printed[artifacts.SEQUENCES]) == {"t1", "t1ce", "flair", "t2"}
     assert printed[artifacts.SEQUENCES]["t2"]["images"] == 4
-    assert set(printed[artifacts.SEQUENCES]["t2"]) == {"images", "sensitivity"}
+    assert set(printed[artifacts.SEQUENCES]["t2"]) == {"images", "sensitivity", "flagged_by_guard"}
     assert set(printed[artifacts.INSTITUTIONS]) == {"A", "B"}
     block = artifacts.read_json(model_copy, artifacts.METRICS)[artifacts.EXTERNAL]["sources"]["lgg"]
     seq, inst = block[artifacts.SEQUENCES], block[artifacts.INSTITUTIONS]
@@ -127,6 +127,11 @@ def test_sequences_and_institutions_get_their_own_figures(model_copy, tmp_path, 
     assert "- lgg by sequence (balanced accuracy / specificity / sensitivity):" in card
     assert "| lgg, sequence t1ce |" in docs[report.RESULTS_DOC]
     assert "| lgg, institution A |" in docs[report.RESULTS_DOC]
+    guard = block[artifacts.FLAGGED]  # what the guard flagged, per source and per sequence
+    assert guard["n"] == sum(b[artifacts.FLAGGED]["n"] for b in seq.values())
+    assert guard["share"] == round(guard["n"] / block["n"], 4)
+    assert printed["flagged_by_guard"] == guard["share"]
+    assert f"lgg {100 * guard['share']:.1f}% (flair " in card
     travel = tables.travel_rows(artifacts.read_json(model_copy, artifacts.METRICS))  # Overview
     shown = travel.set_index("held out")
     assert shown.loc["lgg, sequence t2", "evaluation"].endswith("never saw, by sequence")

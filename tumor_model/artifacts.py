@@ -132,6 +132,9 @@ LIOO, LIOO_FINE_TUNED = "lioo", "lioo_fine_tuned"
 # `evaluate --all --save`: the model itself on whole sources none of whose files it was trained,
 # validated or tested on (same layout as LOSO: "pooled" and "sources")
 EXTERNAL = "external"
+# files the out-of-distribution guard flagged: a count in EXTERNAL, {n, share} in its per-source,
+# per-sequence and per-institution blocks
+FLAGGED = "flagged_out_of_distribution"
 # the blocks laid out as "pooled" + "sources"
 SOURCE_BLOCKS = (LOSO, LOSO_FINE_TUNED, LIOO, LIOO_FINE_TUNED, EXTERNAL)
 TEST_SOURCES = "test_sources"  # the test split per source

@@ -13,7 +13,9 @@ import pandas as pd
 
 from tumor_model import metrics
 from tumor_model.artifacts import (
+    BREAKDOWNS,
     EXTERNAL,
+    FLAGGED,
     PREDICTIONS,
     SETTINGS,
     SPLIT,
@@ -78,7 +80,7 @@ def run(
             "images": int(len(table)),
             "unreadable": len(errors),
             "threshold": thr,
-            "flagged_out_of_distribution": int(table.ood.sum()),
+            FLAGGED: int(table.ood.sum()),
         },
         "files": metrics.report(table.label, table.probability, thr, n_boot),
         "groups": metrics.report(grouped.label, grouped.probability, thr, n_boot),
@@ -92,7 +94,8 @@ def run(
         settings = dataclasses.replace(Settings.from_json(artifacts / SETTINGS), bootstrap=n_boot)
         probs = table.probability.to_numpy()
         parts = breakdown.per_metadata(table, probs, thr, settings)
-        out["sources"] = breakdown.merged(per_source(table, probs, thr, settings, 1), parts)
+        merged = breakdown.merged(per_source(table, probs, thr, settings, 1), parts)
+        out["sources"] = flagged(merged, table)
         out["summary"]["sources"] = {
             src: breakdown.brief(block, rates) for src, block in out["sources"].items()
         }
@@ -102,11 +105,38 @@ def run(
     return out
 
 
+def flagged(sources: dict, table: pd.DataFrame) -> dict:
+    """`sources` ({source: block}, sequences and institutions nested) with each block's share of
+    files the out-of-distribution guard flagged ("flagged_out_of_distribution": {n, share})."""
+    src, ood = data.sources(table).to_numpy(), table.ood.to_numpy(bool)
+
+    def entry(rows) -> dict:
+        return {"n": int(ood[rows].sum()), "share": round(float(ood[rows].mean()), 4)}
+
+    out = {}
+    for name, block in sources.items():
+        mine = src == name
+        block = block | {FLAGGED: entry(mine)}
+        for key, column in BREAKDOWNS.items():
+            if isinstance(block.get(key), dict):
+                values = table[column].astype(str).to_numpy()
+                block[key] = {
+                    value: one | {FLAGGED: entry(mine & (values == value))}
+                    for value, one in block[key].items()
+                }
+        out[name] = block
+    return out
+
+
 def rates(block: dict) -> dict:
-    """The defined ones of balanced accuracy, sensitivity and specificity, rounded."""
+    """The defined ones of balanced accuracy, sensitivity and specificity, rounded, and the share
+    the guard flagged when the block has it."""
     keys = ("balanced_accuracy", "sensitivity", "specificity")
     values = {k: block["metrics"].get(k, {}).get("value") for k in keys}
-    return {k: round(v, 4) for k, v in values.items() if v is not None and v == v}
+    out = {k: round(v, 4) for k, v in values.items() if v is not None and v == v}
+    if isinstance(block.get(FLAGGED), dict):
+        out["flagged_by_guard"] = block[FLAGGED]["share"]
+    return out
 
 
 def never_seen(artifacts: Path, table: pd.DataFrame) -> None:
@@ -136,7 +166,7 @@ def external_block(artifacts: Path, result: dict, data_dirs, model_sha256: str |
         "data_dirs": [str(d) for d in data_dirs],
         "model_sha256": model_sha256,
         "unreadable": result["summary"]["unreadable"],
-        "flagged_out_of_distribution": result["summary"]["flagged_out_of_distribution"],
+        FLAGGED: result["summary"][FLAGGED],
         "date": dt.date.today().isoformat(),
     }
 

@@ -94,6 +94,23 @@ def model_facts(f: Facts) -> str:
     )
 
 
+def guard_shares(sources: dict) -> str:
+    """ ": tcga-lgg 31.0% (flair 20.1%, t1 ...), ..." from per-source blocks that record what
+    the guard flagged; "" when none does (a metrics.json from before)."""
+
+    def share(block) -> str | None:
+        entry = block.get(artifacts.FLAGGED)
+        return f"{100 * entry['share']:.1f}%" if isinstance(entry, dict) else None
+
+    parts = []
+    for name, block in sources.items():
+        if share(block) is None:
+            continue
+        inner = [f"{k} {share(b)}" for k, b in (block.get(artifacts.SEQUENCES) or {}).items()]
+        parts.append(f"{name} {share(block)}" + (f" ({', '.join(inner)})" if inner else ""))
+    return (": " + "; ".join(parts)) if parts else ""
+
+
 def roles(f: Facts) -> dict[str, str]:
     """source -> what the model did with it."""
     out = {s: "trained, validated and tested on (split)" for s in f.card.get("sources") or {}}
@@ -258,11 +275,13 @@ def limits(f: Facts) -> str:
             f"{count(random.get('n'))} test files have a copy in train, so its accuracy "
             f"({fmt(accuracy, 'accuracy')}%) is not what to expect on new patients."
         )
-    flagged = (m.get(artifacts.EXTERNAL) or {}).get("flagged_out_of_distribution")
+    flagged = (m.get(artifacts.EXTERNAL) or {}).get(artifacts.FLAGGED)
     if flagged is not None:
         n = (m[artifacts.EXTERNAL].get("pooled") or {}).get("n")
         out.append(
-            f"- The unusual-image guard flagged {count(flagged)} of {count(n)} unseen slices."
+            f"- The unusual-image guard flagged {count(flagged)} of {count(n)} unseen slices"
+            + guard_shares(m[artifacts.EXTERNAL].get("sources") or {})
+            + "."
         )
     loc = f.localisation or {}
     missed = [k.replace("_", " ") for k, ok in (loc.get("meets") or {}).items() if not ok]
