@@ -19,7 +19,9 @@ import numpy as np
 from scipy.ndimage import binary_erosion, gaussian_filter
 
 from tumor_model import artifacts
+from tumor_model.evaluation import lesion_scores
 from tumor_model.evaluation import localise as loc
+from tumor_model.evaluation.localise_data import read_boxes
 from tumor_model.serving.explain import Explainer
 from tumor_model.serving.predict import load_checked_model
 
@@ -43,26 +45,26 @@ def variants(heat: np.ndarray, head: np.ndarray) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--artifacts", default="artifacts")
-    ap.add_argument("--boxes", default=loc.DEFAULT_BOXES)
+    ap.add_argument("--boxes", default=loc.DEFAULT_BOXES[0])
     ap.add_argument("--n", type=int, default=60)
     args = ap.parse_args()
     art, boxes = Path(args.artifacts), Path(args.boxes)
-    rows, _ = loc.unseen(loc.read_boxes(boxes), art)
+    rows, _ = loc.unseen(read_boxes(boxes), art)
     selection, _ = loc.halves(rows, loc.SEED)
     card = artifacts.read_card(art)
     model = load_checked_model(art, card["model_sha256"])
     explainer = Explainer(model, card["last_conv"], float(card["threshold"]))
-    slices, _ = loc._load(boxes, selection.head(args.n), int(card["input_size"]),
-                          card["geometry"], print)  # fmt: skip
+    slices, _ = loc.load_slices(selection.head(args.n), int(card["input_size"]),
+                                card["geometry"], print)  # fmt: skip
     found: dict = {}
-    for _, pixels, box, head in slices:
+    for _, pixels, box, head, _, _ in slices:
         maps = explainer.explain_many(pixels, CONFIGS, target=1)
         for (method, layers), expl in zip(CONFIGS, maps, strict=True):
             for tag, heat in variants(expl.heatmap, head).items():
                 name = f"{loc.config_name(method, layers)} {tag}"
                 hits, ratios = found.setdefault(name, ([], []))
-                hits.append(loc.pointing(heat, box, loc.TOLERANCE))
-                ratios.append(loc.energy_ratio(heat, box, head))
+                hits.append(lesion_scores.pointing(heat, box, loc.TOLERANCE))
+                ratios.append(lesion_scores.energy_ratio(heat, box, head))
     out = {
         name: {
             "pointing_8px": round(float(np.mean(h)), 3),

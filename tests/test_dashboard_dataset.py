@@ -187,7 +187,8 @@ def test_source_table_shows_patients_sequences_and_institutions_where_given():
     lgg = base | {"patients": 2, "sequences": {"flair": 4, "t1": 2}, "institutions": {"DU": 6}}
     table = dataset.source_table({"sources": {"kaggle": base, "lgg": lgg}})
     row = table.set_index("source").loc["lgg"]
-    assert (row["patients"], row["sequences"], row["institutions"]) == ("2", "flair 4, t1 2", "DU 6")
+    shown = row["patients"], row["sequences"], row["institutions"]
+    assert shown == ("2", "flair 4, t1 2", "DU 6")
     assert table.set_index("source").loc["kaggle", "sequences"] == ""
     plain = dataset.source_table({"sources": {"kaggle": base}})
     assert not {"patients", "sequences", "institutions"} & set(plain.columns)  # none given

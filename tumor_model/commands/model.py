@@ -39,7 +39,7 @@ def cmd_localise(args) -> int:
     folder = model_folder(args)
     result = localise.benchmark(
         folder,
-        args.boxes,
+        args.boxes or plan.DEFAULT_BOXES,
         args.per_half,
         args.scorecam_per_half,
         args.smoothgrad_per_half,
@@ -154,15 +154,27 @@ def localise_parser(sub, parent) -> None:
     p = sub.add_parser(
         "localise",
         parents=[parent],
-        help="localisation benchmark: pointing game and energy ratio of every explanation "
-        "method and target layer on tumour boxes; --save ships the chosen default",
+        help="localisation benchmark: pointing game, energy ratio and top-10%% share of every "
+        "explanation method and target layer on the tumour boxes of one or more sources, "
+        "halves by patient; --save ships the chosen default",
     )
     artifacts_arg(p)
-    p.add_argument("--boxes", default=plan.DEFAULT_BOXES, help="default: %(default)s")
+    p.add_argument(
+        "--boxes",
+        action="append",
+        metavar="CSV",
+        help="a box source (its folder names it): file, x_center, y_center, width, height; "
+        "with a label column only its tumour rows with a box; sequence, patient_id used when "
+        f"present; repeatable (default: {' and '.join(plan.DEFAULT_BOXES)})",
+    )
     for flag, default, what in (
-        ("--per-half", plan.PER_HALF, "slices per half"),
-        ("--scorecam-per-half", plan.SCORECAM_PER_HALF, "Score-CAM slices per half"),
-        ("--smoothgrad-per-half", plan.SMOOTHGRAD_PER_HALF, "SmoothGrad slices per half"),
+        ("--per-half", plan.PER_HALF, "slices per box source and half"),
+        ("--scorecam-per-half", plan.SCORECAM_PER_HALF, "Score-CAM slices per source and half"),
+        (
+            "--smoothgrad-per-half",
+            plan.SMOOTHGRAD_PER_HALF,
+            "SmoothGrad slices per source and half",
+        ),
         ("--latency-n", plan.LATENCY_N, "explain calls timed per gradient CAM"),
         ("--seed", plan.SEED, "the halves' shuffle"),
     ):

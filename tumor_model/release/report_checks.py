@@ -82,17 +82,32 @@ def localisation(f: Facts) -> str:
         f"was not chosen on: {loc.get('measured_on', '?')}; {ran.get('cpu', '?')}, "
         f"{ran.get('cores', '?')} cores, {ran.get('date', '?')}.{stale}"
     )
+    parts.append(table(["measure", "measured", "target", ""], localisation_rows(r, targets, meets)))
+    groups = loc.get("groups")
+    if isinstance(groups, dict) and groups:
+        parts.append(
+            "Per box source and sequence (the same slices, the same default; targets as above):"
+        )
+        parts.append(localisation_groups(groups))
+    if loc.get("benchmark"):
+        parts.append(f"Every method and layer measured: `{loc['benchmark']}`.")
+    return "\n\n".join(parts)
+
+
+def localisation_rows(r: dict, targets: dict, meets: dict) -> list[list]:
+    """The default's pooled report-half figures against the targets (a measure an older file
+    lacks, the top-10% share, is left out)."""
     verdict = {True: "met", False: "**not met**"}
     rows = [
         [
             "pointing game: the map's peak within 8 px of the box",
-            f"{fmt(r.get('pointing_8px'), 'accuracy')}%",
-            f">= {fmt(targets.get('pointing'), 'accuracy')}%",
+            pct(r.get("pointing_8px")),
+            f">= {pct(targets.get('pointing'))}",
             verdict.get(meets.get("pointing"), "-"),
         ],
         [
             "pointing game: the peak inside the box",
-            f"{fmt(r.get('pointing_0px'), 'accuracy')}%",
+            pct(r.get("pointing_0px")),
             "-",
             "-",
         ],
@@ -102,14 +117,51 @@ def localisation(f: Facts) -> str:
             f">= {fmt(targets.get('energy_ratio'), 'ratio')}",
             verdict.get(meets.get("energy_ratio"), "-"),
         ],
+    ]
+    if "top10_in_box" in r:
+        rows.append(
+            [
+                "top-10% share: the map's top 10% head pixels inside the box",
+                pct(r.get("top10_in_box")),
+                f">= {pct(targets.get('top10_in_box'))}",
+                verdict.get(meets.get("top10_in_box"), "-"),
+            ]
+        )
+    rows.append(
         [
             "latency of one map (median)",
             f"{count(round(number(r.get('latency_ms')) or 0))} ms",
             f"<= {count(targets.get('latency_ms'))} ms",
             verdict.get(meets.get("latency_ms"), "-"),
-        ],
-    ]
-    parts.append(table(["measure", "measured", "target", ""], rows))
-    if loc.get("benchmark"):
-        parts.append(f"Every method and layer measured: `{loc['benchmark']}`.")
-    return "\n\n".join(parts)
+        ]
+    )
+    return rows
+
+
+def localisation_groups(groups: dict) -> str:
+    """One row per group (source, source/sequence) of the default's report-half figures."""
+    names = {"pointing": "pointing", "energy_ratio": "energy ratio", "top10_in_box": "top-10%"}
+    rows = []
+    for group, g in groups.items():
+        if not isinstance(g, dict):
+            continue
+        missed = [names.get(k, k) for k, ok in (g.get("meets") or {}).items() if not ok]
+        rows.append(
+            [
+                group,
+                count(g.get("n")),
+                pct(g.get("pointing_8px")),
+                pct(g.get("pointing_0px")),
+                fmt(g.get("energy_ratio"), "ratio"),
+                pct(g.get("top10_in_box")),
+                "all met" if not missed else f"not met: {', '.join(missed)}",
+            ]
+        )
+    head = ["source / sequence", "slices", "pointing 8 px", "pointing 0 px", "energy ratio"]
+    return table([*head, "top-10% in box", "targets"], rows)
+
+
+def pct(value) -> str:
+    """A share as percent with one decimal and its sign, or "-"."""
+    text = fmt(value, "accuracy")
+    return text if text == "-" else f"{text}%"
