@@ -171,3 +171,17 @@ def test_predict_lines_say_tumour_not_the_machine_name():
         "file": "x.png",
         "error": "not an image",
     }
+
+
+def test_dashboard_command_runs_the_repositorys_app_with_the_chosen_model():
+    from tumor_model.commands import dashboard
+
+    script = dashboard.app_script()
+    assert script == REPO / "app" / "streamlit_app.py" and script.is_file()  # a source checkout
+    assert (script.parent / ".streamlit" / "config.toml").is_file()  # read beside the script
+    args = build_parser().parse_args(["dashboard", "--port", "8600", "--artifacts", "m"])
+    assert args.func is dashboard.cmd_dashboard and args.artifacts == "m"
+    command = dashboard.command(args)
+    assert command[:4] == [sys.executable, "-m", "streamlit", "run"]
+    assert command[4] == str(script)
+    assert command[5:] == ["--server.port", "8600", "--server.address", "localhost"]
