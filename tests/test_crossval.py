@@ -88,42 +88,44 @@ def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
     settings = tiny_settings(
         root, tmp_path / "ft", fine_tune_layers=5, fine_tune_epochs=1, head_epochs=2
     )
-    out = pipeline.train_and_write(settings, cv_folds=3, shortcut=False, samples=False)
+    out = pipeline.train_and_write(settings, cv_folds=2, shortcut=False, samples=False)
     before = json.loads((out / "metrics.json").read_text())
     proc = cli(
-        "cv", "--artifacts", str(out), "--folds", "3", "--by", "duplicate", "--fine-tune", "--save"
+        "cv", "--artifacts", str(out), "--folds", "2", "--by", "duplicate", "--fine-tune", "--save"
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.count("full recipe) fold") == 3
-    assert proc.stderr.count("(chosen on validation)") == 3  # a whole `fit` in each fold
+    assert proc.stderr.count("full recipe) fold") == 2
+    assert proc.stderr.count("(chosen on validation)") == 2  # a whole `fit` in each fold
     printed = json.loads(proc.stdout)
     assert set(printed) == {"cv_fine_tuned", "rows", "saved"}
     assert printed["cv_fine_tuned"]["recipe"].endswith("fine-tuning of the top 5 layers")
     after = json.loads((out / "metrics.json").read_text())
     full = after["cv_fine_tuned"]
     assert full["fold_size"] == before["cv"]["fold_size"]  # the same folds as the frozen CV
-    assert sum(full["fold_size"]) == full["n"] and len(full["fold_accuracy"]) == 3
+    assert sum(full["fold_size"]) == full["n"] and len(full["fold_accuracy"]) == 2
     assert after["cv"] == before["cv"] and after["test"] == before["test"]
     bad = cli("cv", "--artifacts", str(out), "--by", "sizes")
     assert bad.returncode == 2 and "invalid choice: 'sizes'" in bad.stderr
 
-    # leave-one-source-out of the whole recipe, with two one-class sources beside the first
+    # leave-one-source-out of the whole recipe, with two one-class sources beside the first; the
+    # tumour-only one held out (each source in turn: test_leave_one_source_out_holds_each_...)
     tumours = make_site(tmp_path / "site_t", tumours=12, healthy=0)
     healthy = make_site(tmp_path / "site_h", tumours=0, healthy=12, seed=6)
     roots = [a for r in (root, tumours, healthy) for a in ("--data-dir", str(r))]
-    proc = cli("cv", "--artifacts", str(out), "--by", "loso", "--fine-tune", "--save", *roots)
+    loso = ("--by", "loso", "--hold-out", "site_t", "--fine-tune", "--save")
+    proc = cli("cv", "--artifacts", str(out), *loso, *roots)
     assert proc.returncode == 0, proc.stderr
-    # one training per held-out source, and one on the two-class source alone for both twins
-    assert proc.stderr.count("(chosen on validation)") == 4
+    # one training with site_t held out, and one on the two-class source alone (its twin absent)
+    assert proc.stderr.count("(chosen on validation)") == 2
     printed = json.loads(proc.stdout)
     assert set(printed) == {"loso_fine_tuned", "rows", "saved"}
     saved = json.loads((out / "metrics.json").read_text())["loso_fine_tuned"]
     assert saved["recipe"].endswith("fine-tuning of the top 5 layers")
     blocks = saved["sources"]
-    assert list(blocks) == [root.name, "site_t", "site_h"]
+    assert list(blocks) == ["site_t"] and saved["held_out"] == ["site_t"]
+    assert blocks["site_t"]["trained_on"] == [root.name, "site_h"]
     assert blocks["site_t"]["twin_absent"]["trained_on"] == [root.name]
-    assert blocks["site_h"]["twin_absent"]["n"] == 12
-    assert saved["pooled"]["n"] == sum(b["files"] for b in blocks.values()) > 24
+    assert blocks["site_t"]["twin_absent"]["n"] == 12 == saved["pooled"]["n"]
     shown = tables.travel_rows(json.loads((out / "metrics.json").read_text()))
     assert "Leave-one-source-out, fine-tuned, twin absent" in set(shown["evaluation"])
 

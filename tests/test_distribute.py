@@ -45,8 +45,8 @@ print("RESULT " + json.dumps(out))
 def test_two_devices_give_the_loss_curve_of_one(backend, tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     settings = tiny_settings(
-        root, tmp_path / "out", head_epochs=3, patience=10, fine_tune_layers=5,
-        fine_tune_epochs=2, batch_size=8, dropout=0.0, augment=False,
+        root, tmp_path / "out", head_epochs=2, patience=10, fine_tune_layers=5,
+        fine_tune_epochs=1, batch_size=8, dropout=0.0, augment=False,
     )  # fmt: skip
     settings.to_json(tmp_path / "s.json")
     env = {**os.environ, "KERAS_BACKEND": backend}
@@ -61,5 +61,5 @@ def test_two_devices_give_the_loss_curve_of_one(backend, tiny_dataset, tmp_path)
     assert len(result["mirrored"]["devices"]) == 2, result
     assert len(result["default"]["devices"]) == 1, result
     one, two = (np.array(result[k]["loss"]) for k in ("default", "mirrored"))
-    assert len(one) == len(two) == 2 * (3 + 2)  # head and fine-tuning epochs, loss + val_loss
+    assert len(one) == len(two) == 2 * (2 + 1)  # head and fine-tuning epochs, loss + val_loss
     np.testing.assert_allclose(two, one, atol=TOLERANCE)

@@ -1,5 +1,8 @@
 """Integration on the real dataset in ../shared (skipped with a reason when absent; CI has it)."""
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,7 +12,7 @@ from tumor_model.evaluation import crossval
 from tumor_model.model import build_model
 from tumor_model.training import features, split, train
 
-from conftest import REPO, SHARED_DATA, SHARED_WEIGHTS
+from conftest import SHARED_DATA, SHARED_WEIGHTS
 
 pytestmark = pytest.mark.skipif(
     not (SHARED_DATA.is_dir() and SHARED_WEIGHTS.is_file()),
@@ -43,7 +46,8 @@ def test_frozen_features_head_is_leak_free_and_accurate(table):
         data_dirs=(str(SHARED_DATA),),
         weights=str(SHARED_WEIGHTS),
         bootstrap=100,
-        cache_dir=str(REPO / ".cache/features"),
+        # in the system's temporary folder, never in the repository; kept between runs
+        cache_dir=str(Path(tempfile.gettempdir()) / "neuroscan-tests" / "shared-features"),
     )
     _, feat_model, head = build_model(settings)
     x = features.extract(feat_model, frame, settings, verbose=False)
