@@ -267,7 +267,9 @@ def test_leave_one_institution_out_trains_on_everything_else(tmp_path):
     assert result["pooled"]["n"] == 120  # files without an institution are never held out
     assert result["pooled"]["metrics"]["balanced_accuracy"]["value"] > 0.9  # feature 0: the class
     rows = cv_rows({"lioo": result})
-    assert [r["held_out"] for r in rows] == ["every source", "X", "Y", "Z"]
+    assert [r["held_out"] for r in rows if ": by " not in r["block"]] == ["every source", *"XYZ"]
+    by_sequence = [r["held_out"] for r in rows if r["block"] == "lioo: by sequence"]
+    assert by_sequence == [f"{i}, sequence {q}" for i in "XYZ" for q in ("flair", "t1")]
     none = table.drop(columns=["institution"])
     with pytest.raises(ValueError, match="at least two institutions"):
         crossval.leave_institution_out(x, none, settings)

@@ -6,7 +6,7 @@
   recorded with an audit hook; the temp folder, the repo and the home folder are snapshotted),
   and the patient tags of an uploaded DICOM never reach the screen, the session state, stdout,
   stderr or the logs.
-- `.streamlit/config.toml`: upload limit, XSRF protection, no telemetry, no run-on-save.
+- `app/.streamlit/config.toml`: upload limit, XSRF protection, no telemetry, no run-on-save.
 - Broken artifacts: models load in Keras safe mode (a model carrying Python code is refused and
   the code never runs); corrupt, missing or replaced files raise `ArtifactError` with the rebuild
   command, and every dashboard page shows that error instead of a traceback.
@@ -414,7 +414,7 @@ def test_app_never_shows_or_logs_dicom_patient_data(art, tmp_path, monkeypatch, 
 
 
 def test_streamlit_config_is_safe():
-    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    config = tomllib.loads((REPO / "app" / ".streamlit" / "config.toml").read_text())
     server, browser = config["server"], config["browser"]
     assert 1 <= server["maxUploadSize"] <= 200  # MB
     assert server["enableXsrfProtection"] is True
