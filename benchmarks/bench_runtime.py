@@ -2,7 +2,7 @@
 light runtime (ONNX Runtime), the same command on Keras/TensorFlow, and the seed report's path
 (NASNetLarge at 331 px on Keras, random weights: the timing, not the answer).
 
-    python benchmarks/bench_runtime.py [--artifacts artifacts] [--repeat 3]
+    PYTHONPATH=. python benchmarks/bench_runtime.py [--artifacts artifacts] [--repeat 3]
         [--data-dir ../shared/data/brain-tumor-dataset] [--big 2000]
         [--out docs/lab/runtime_benchmark.json]
 
