@@ -238,6 +238,12 @@ def test_cv_rows_flatten_every_block(tmp_path):
     assert rows[0]["files"] == 240
 
 
+def _head_settings(tmp_path, **kw):
+    """A frozen-stage head that learns the synthetic features' class in a few epochs."""
+    values = dict(bootstrap=20, head_epochs=30, patience=30, head_lr=0.01) | kw
+    return tiny_settings(tmp_path, tmp_path / "out", **values)
+
+
 def _institutions(seed=0):
     """_three_sources, with source a's files from institutions X, Y and Z (40 each, both classes,
     sequences t1 / flair alternating); b and c carry none."""
@@ -252,9 +258,7 @@ def test_leave_one_institution_out_trains_on_everything_else(tmp_path):
     from tumor_model.metrics import cv_rows
 
     table, x = _institutions()
-    settings = tiny_settings(
-        tmp_path, tmp_path / "out", bootstrap=20, head_epochs=30, patience=30, head_lr=0.01
-    )
+    settings = _head_settings(tmp_path)
     result = crossval.leave_institution_out(x, table, settings)
     blocks = result["sources"]
     assert list(blocks) == ["X", "Y", "Z"]
@@ -278,7 +282,7 @@ def test_leave_one_institution_out_trains_on_everything_else(tmp_path):
 @pytest.mark.slow
 def test_leave_one_source_out_gives_a_held_out_source_its_sequences(tmp_path):
     table, x = _institutions(seed=2)
-    settings = tiny_settings(tmp_path, tmp_path / "out", bootstrap=20, head_lr=0.01)
+    settings = _head_settings(tmp_path, head_epochs=15, patience=5)
     result = crossval.leave_source_out(x, table, settings, hold_out=("a",), twin=False)
     block = result["sources"]["a"]
     assert set(block["sequences"]) == {"t1", "flair"} and set(block["institutions"]) == set("XYZ")

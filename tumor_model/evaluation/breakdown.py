@@ -14,6 +14,13 @@ from tumor_model.artifacts import BREAKDOWNS
 from tumor_model.training import data, metadata
 
 
+def values_of(table: pd.DataFrame, column: str) -> np.ndarray:
+    """Each file's `column` (sequence, institution) as text, "" where none is known."""
+    if column not in table.columns:
+        return np.full(len(table), "", object)
+    return np.array([str(v) if metadata.known(v) else "" for v in table[column]], object)
+
+
 def per_metadata(table: pd.DataFrame, probs, thresholds, settings) -> dict:
     """{source: {SEQUENCES: {sequence: report}, INSTITUTIONS: {institution: report}}}, in the
     order the sources come, each value's groups in name order; a source none of whose files
@@ -27,7 +34,7 @@ def per_metadata(table: pd.DataFrame, probs, thresholds, settings) -> dict:
         for key, column in BREAKDOWNS.items():
             if column not in table.columns:
                 continue
-            values = np.array([str(v) if metadata.known(v) else "" for v in table[column]], object)
+            values = values_of(table, column)
             mine = (src == name) & (values != "")
             blocks = {
                 value: metrics.report(y[rows], p[rows], thr[rows], *boot)

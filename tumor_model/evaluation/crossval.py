@@ -18,6 +18,7 @@ from tumor_model import metrics
 from tumor_model.artifacts import (
     CV_GROUPS,
     INSTITUTION,
+    INSTITUTIONS,
     LOSO,
     SETTINGS,
     cv_key,
@@ -27,7 +28,7 @@ from tumor_model.config import Settings
 from tumor_model.evaluation import breakdown
 from tumor_model.model import make_head
 from tumor_model.progress import log
-from tumor_model.training import data, features, metadata, split, train
+from tumor_model.training import data, features, split, train
 
 INNER_FOLDS = 9
 
@@ -220,19 +221,12 @@ def by_metadata(table, rows, probs, threshold, settings) -> dict:
     return breakdown.per_metadata(part, probs[rows], threshold, settings)
 
 
-def institutions(table) -> np.ndarray:
-    """Each file's institution (a source's files.csv), "" where none is known."""
-    if INSTITUTION not in table.columns:
-        return np.full(len(table), "", object)
-    return np.array([str(v) if metadata.known(v) else "" for v in table[INSTITUTION]], object)
-
-
 def leave_institution_out(x, table, settings, full=False) -> dict:
     """Leave-one-institution-out CV of the frozen stage (or with full=True of the whole recipe):
     for each institution a source's files.csv names, a recipe trained on every other file (the
     other institutions and the other sources) and tested on that institution's files, with its
     figures per sequence. "pooled" joins every held-out prediction (each at its own threshold)."""
-    inst, y = institutions(table), table.label.to_numpy()
+    inst, y = breakdown.values_of(table, INSTITUTION), table.label.to_numpy()
     names = sorted(set(inst) - {""})
     if len(names) < 2:
         raise ValueError(
@@ -256,8 +250,9 @@ def leave_institution_out(x, table, settings, full=False) -> dict:
             + [n for n in dict.fromkeys(src) if n != source],
         )
         parts = by_metadata(table, held, probs, thr, settings).get(source, {})
-        out[name] = block | {k: v for k, v in parts.items() if k != "institutions"}
-        log(f"leave-one-institution-out: {name}: {block['metrics']['balanced_accuracy']['value']}")
+        out[name] = block | {k: v for k, v in parts.items() if k != INSTITUTIONS}  # it is one
+        rate = block["metrics"]["balanced_accuracy"]["value"]
+        log(f"leave-one-institution-out: {name} ({block['files']} files): {rate:.4f}")
     pooled = metrics.report(y[tested], probs[tested], thresholds[tested], settings.bootstrap,
                             settings.seed)  # fmt: skip
     return {

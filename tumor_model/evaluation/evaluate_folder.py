@@ -119,7 +119,7 @@ def flagged(sources: dict, table: pd.DataFrame) -> dict:
         block = block | {FLAGGED: entry(mine)}
         for key, column in BREAKDOWNS.items():
             if isinstance(block.get(key), dict):
-                values = table[column].astype(str).to_numpy()
+                values = breakdown.values_of(table, column)
                 block[key] = {
                     value: one | {FLAGGED: entry(mine & (values == value))}
                     for value, one in block[key].items()
