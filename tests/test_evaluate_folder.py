@@ -137,3 +137,30 @@ def test_sequences_and_institutions_get_their_own_figures(model_copy, tmp_path, 
     assert shown.loc["lgg, sequence t2", "evaluation"].endswith("never saw, by sequence")
     assert shown.loc["lgg, institution B", "files"] == str(inst["B"]["n"])
     assert shown.loc["lgg, sequence t2", "Specificity"] == tables.NOT_DEFINED  # tumours only
+
+
+def test_test_of_compares_two_models_on_the_other_models_test_files(
+    model_copy, tiny_artifacts, tmp_path, capsys
+):
+    """`evaluate --test-of B` scores the model on B's test split (files and roots from B's
+    split.csv), per source, at the model's own threshold; bad combinations are refused."""
+    table = artifacts.read_csv(model_copy, artifacts.SPLIT)
+    chosen = table[table.split == "train"].head(6).index
+    table["split"] = ["test" if i in chosen else "train" for i in table.index]
+    table.to_csv(model_copy / artifacts.SPLIT, index=False)  # B: another model's test files
+    args = ["evaluate", "--artifacts", str(tiny_artifacts), "--bootstrap", "20"]
+    assert main(args + ["--test-of", str(model_copy)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["summary"]["images"] == 6
+    predictor = Predictor(tiny_artifacts)
+    rows = table.loc[chosen]
+    files = [f"{r}/{p}" for r, p in zip(rows.root, rows.path, strict=True)]
+    said = [r["probability"] >= predictor.threshold for r in predictor.predict_files(files)]
+    right = sum(s == bool(y) for s, y in zip(said, rows.label, strict=True))
+    assert printed["files"]["metrics"]["accuracy"]["value"] == pytest.approx(right / 6)
+    assert set(printed["summary"]["sources"]) == set(rows.source)
+    assert main(args + ["--test-of", str(model_copy), "--all"]) == 2
+    assert "--test-of" in capsys.readouterr().err
+    assert main(args + ["--test-of", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and artifacts.SPLIT in err

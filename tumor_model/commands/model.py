@@ -23,7 +23,7 @@ def cmd_evaluate(args) -> int:
         print_json(evaluate_folder.shortcut(folder, data_dir, args.shortcut), indent=None)
         return 0
     result = evaluate_folder.run(
-        folder, args.data_dir, args.all, args.bootstrap, args.threshold, args.save
+        folder, args.data_dir, args.all, args.bootstrap, args.threshold, args.save, args.test_of
     )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
@@ -131,6 +131,13 @@ def evaluate_parser(sub, parent) -> None:
         help="labelled folder(s); default: the model's own test split",
     )
     p.add_argument("--all", action="store_true", help="evaluate every image under --data-dir")
+    p.add_argument(
+        "--test-of",
+        metavar="DIR",
+        default=None,
+        help="instead: the test split of another model folder (its split.csv), per source, "
+        "sequence and institution: compare two models on identical files",
+    )
     p.add_argument("--threshold", type=float, default=None, help="default: the model card's")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--out", default=None, help="write the full JSON here")

@@ -29,8 +29,18 @@ from tumor_model.serving.predict import Predictor
 from tumor_model.training import data, split
 
 
-def _rows(artifacts: Path, data_dirs, use_all: bool) -> tuple[pd.DataFrame, list[dict]]:
-    """(rows to evaluate, files that could not be read: data.scan's {path, root, error})."""
+def _rows(
+    artifacts: Path, data_dirs, use_all: bool, test_of: Path | None = None
+) -> tuple[pd.DataFrame, list[dict]]:
+    """(rows to evaluate, files that could not be read: data.scan's {path, root, error}).
+    `test_of`: another model folder, whose split.csv's test rows are evaluated instead."""
+    if test_of is not None:
+        if not (Path(test_of) / SPLIT).is_file():
+            raise ValueError(
+                f"--test-of {str(test_of)!r}: no {SPLIT} there (a model folder written by train)"
+            )
+        table = read_csv(Path(test_of), SPLIT)
+        return table[table.split == "test"], []
     if data_dirs and use_all:
         files = data.find_all(data_dirs)
         scanned = data.scan(files)
@@ -48,19 +58,31 @@ def _rows(artifacts: Path, data_dirs, use_all: bool) -> tuple[pd.DataFrame, list
 
 
 def run(
-    artifacts="artifacts", data_dirs=None, use_all=False, n_boot=1000, threshold=None, save=False
+    artifacts="artifacts",
+    data_dirs=None,
+    use_all=False,
+    n_boot=1000,
+    threshold=None,
+    save=False,
+    test_of=None,
 ) -> dict:
-    """The model in `artifacts` on its test split, or with `use_all` on every image under
-    `data_dirs` (figures per source besides, and within each per sequence and per institution
-    where its files.csv gives them). `save` records the latter in metrics.json (EXTERNAL), and
-    only for scans the model never saw."""
+    """The model in `artifacts` on its test split, with `use_all` on every image under
+    `data_dirs`, or with `test_of` on another model folder's test split (two models compared on
+    identical files). The latter two give figures per source besides, and within each per
+    sequence and per institution where a files.csv gives them. `save` records `use_all`'s in
+    metrics.json (EXTERNAL), and only for scans the model never saw."""
     artifacts = Path(artifacts)
+    if test_of is not None and (use_all or data_dirs or save):
+        raise ValueError(
+            "--test-of reads the files and their roots from that model's split.csv: "
+            "it takes no --all, --data-dir or --save"
+        )
     if use_all and not data_dirs:
         raise ValueError("--all needs --data-dir")
     if save and not use_all:
         raise ValueError("--save records the model on folders it never saw: it needs --all")
     predictor = Predictor(artifacts)  # first: a broken model folder fails before the scan
-    table, unread = _rows(artifacts, data_dirs, use_all)
+    table, unread = _rows(artifacts, data_dirs, use_all, test_of)
     if save:
         never_seen(artifacts, table)
     results = predictor.predict_files(
@@ -90,7 +112,7 @@ def run(
     out["summary"].update({k: round(m[k]["value"], 4) for k in ("accuracy", "roc_auc")})
     if table.label.nunique() == 2:
         out["summary"]["local_threshold"] = local_threshold(table.label, table.probability)
-    if use_all:
+    if use_all or test_of is not None:
         settings = dataclasses.replace(Settings.from_json(artifacts / SETTINGS), bootstrap=n_boot)
         probs = table.probability.to_numpy()
         parts = breakdown.per_metadata(table, probs, thr, settings)
