@@ -395,5 +395,3 @@ class Explainer:
 
 # The CAM formulas of tf-keras-vis 0.8.7 (gradcam.py, gradcam_plus_plus.py, default ReLU
 # activation modifier), on one image's maps A (1, h, w, k) and gradients G = dScore/dA.
-
-

@@ -145,10 +145,14 @@ class Predictor:
         score: float,
         image: Image.Image | None = None,
         predict_anyway: bool = False,
+        checks: dict | None = None,
     ) -> Prediction:
         """The Prediction of one scan from its (probability, ood score) and, for the guard's
-        image checks, its loaded `image` (None: the feature guard alone)."""
-        found = ood.assess(ood.image_checks(image) if image is not None else {}, score, self.guard)
+        image checks, its loaded `image` or the `checks` already made on it (neither: the
+        feature guard alone)."""
+        if checks is None:
+            checks = ood.image_checks(image) if image is not None else {}
+        found = ood.assess(checks, score, self.guard)
         give = found.is_mri or predict_anyway
         band = confidence_band(probability, self.threshold)
         verdict = band if found.is_mri else f"{band} (predicted anyway: {ood.NOT_MRI})"
@@ -208,12 +212,14 @@ class Predictor:
                 yield from self.predict_read(chunk, predict_anyway)
 
     def read(self, source, name: str):
-        """(name, image, pixels) of one input, or its {"file", "error"} result."""
+        """(name, the guard's image checks, pixels) of one input, or its {"file", "error"}
+        result: the decoded image is dropped here, in the reading thread, so that a batch
+        holds only network-sized pixels."""
         try:
             image = load_image(source, name=name)
         except ImageLoadError as err:
             return {"file": name, "error": str(err)}
-        return name, image, self.pixels(image)
+        return name, ood.image_checks(image), self.pixels(image)
 
     def predict_read(self, chunk: list, predict_anyway: bool = False) -> list[dict]:
         """Results of a chunk of `read` outputs (errors passed through), in order."""
@@ -224,9 +230,9 @@ class Predictor:
             if isinstance(item, dict):
                 out.append(item)
                 continue
-            name, image, _ = item
+            name, checks, _ = item
             p, score = next(pairs)
-            out.append(self.result(name, p, score, image, predict_anyway).to_dict())
+            out.append(self.result(name, p, score, None, predict_anyway, checks).to_dict())
         return out
 
     # ------------------------------------------------------------------ single scans, explaining

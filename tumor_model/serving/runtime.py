@@ -12,6 +12,9 @@ import numpy as np
 
 from tumor_model.artifacts import CARD, EXPORT, ArtifactError
 
+# images per ONNX Runtime call: MobileNetV2's early activations of a 32-image batch take about
+# 150 MB each, and 8 images keep the 2 cores as busy (docs/lab/runtime_benchmark.md)
+CHUNK = 8
 FIX = "rewrite it with `neuroscan export --artifacts {folder}`"
 
 
@@ -85,5 +88,9 @@ class OnnxNetwork:
         self.outputs = [names[i] for i in entry.get("output_order", (0, 1))]
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probs, pooled = self.session.run(self.outputs, {self.input: batch.astype(np.float32)})
-        return probs, pooled
+        batch = batch.astype(np.float32)
+        parts = [
+            self.session.run(self.outputs, {self.input: batch[i : i + CHUNK]})
+            for i in range(0, len(batch), CHUNK)
+        ]
+        return tuple(np.concatenate([part[k] for part in parts]) for k in (0, 1))
