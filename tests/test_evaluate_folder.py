@@ -13,10 +13,10 @@ from metadata_roots import make_patients, write_csv
 from tumor_model import artifacts, metrics
 from tumor_model.commands import main
 from tumor_model.dashboard import tables
-from tumor_model.release import report
+from tumor_model.release import pipeline, report
 from tumor_model.serving.predict import Predictor
 
-from conftest import make_site
+from conftest import make_site, tiny_settings
 
 
 @pytest.fixture()
@@ -81,8 +81,12 @@ def test_save_refuses_scans_the_model_saw_and_writes_nothing(
     assert _evaluate(model_copy, unseen_sources[0], root) == 2
     err = capsys.readouterr().err
     assert "split.csv" in err and str(root) in err
-    assert main(["evaluate", "--artifacts", str(model_copy), "--save"]) == 2
-    assert "needs --all" in capsys.readouterr().err
+    assert (
+        main(["evaluate", "--artifacts", str(model_copy), "--save", "--data-dir", str(root)]) == 2
+    )
+    assert "another copy of the data is not saved" in capsys.readouterr().err
+    assert main(["evaluate", "--artifacts", str(model_copy), "--save", "--threshold", "0.4"]) == 2
+    assert "drop --threshold" in capsys.readouterr().err
     assert main(["evaluate", "--artifacts", str(model_copy), "--all", "--save"]) == 2
     assert "--all needs --data-dir" in capsys.readouterr().err
     assert (model_copy / artifacts.METRICS).read_bytes() == before
@@ -164,3 +168,34 @@ def test_test_of_compares_two_models_on_the_other_models_test_files(
     assert main(args + ["--test-of", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "nowhere" in err and artifacts.SPLIT in err
+
+
+def test_save_on_the_own_test_split_records_each_source_and_sequence(tmp_path, capsys):
+    """A model trained on a source with files.csv (sequences) and a second source: `evaluate
+    --save` on its own test split writes test_sources, each source's sequences nested, with the
+    guard's share, and the model card shows the rows."""
+    lgg = tmp_path / "lgg"
+    write_csv(lgg, make_patients(lgg, patients=6, per=3, seed=41))
+    other = make_site(tmp_path / "other-site", tumours=8, healthy=8, seed=42, size=(64, 64))
+    out = pipeline.train_and_write(
+        tiny_settings([lgg, other], tmp_path / "model", head_epochs=2), cv_folds=0,
+        shortcut=False, samples=False,
+    )  # fmt: skip
+    trained = artifacts.read_json(out, artifacts.METRICS)[artifacts.TEST_SOURCES]
+    assert set(trained) == {"lgg", "other-site"} and artifacts.SEQUENCES in trained["lgg"]
+    capsys.readouterr()  # the training run's log
+    assert main(["evaluate", "--artifacts", str(out), "--save", "--bootstrap", "20"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = artifacts.read_json(out, artifacts.METRICS)[artifacts.TEST_SOURCES]
+    split = artifacts.read_csv(out, artifacts.SPLIT)
+    test = split[split.split == "test"]
+    assert {s: b["n"] for s, b in saved.items()} == test.groupby("source").size().to_dict()
+    seqs = saved["lgg"][artifacts.SEQUENCES]
+    assert sum(b["n"] for b in seqs.values()) == saved["lgg"]["n"]
+    assert artifacts.FLAGGED in saved["lgg"] and artifacts.FLAGGED in next(iter(seqs.values()))
+    assert printed["summary"]["sources"]["lgg"]["images"] == saved["lgg"]["n"]
+    card = report.render(out, tmp_path)[report.CARD_DOC]
+    assert "| Test split per source, lgg | " in card.split("### Per sequence")[1]
+    assert "| lgg | test split |" in card and "`neuroscan evaluate --save`" in card
+    readme = report.render(out, tmp_path)[report.README]
+    assert "| Same source | test split, lgg, sequence " in readme

@@ -145,7 +145,8 @@ def evaluate_parser(sub, parent) -> None:
         "--save",
         action="store_true",
         help="with --all: record the figures (per source) in the model's metrics.json as how "
-        "it does on sources it never saw; refused if any file is in its split.csv",
+        "it does on sources it never saw (refused if any file is in its split.csv); without: "
+        "record its own test split per source, sequence and institution (test_sources)",
     )
     p.add_argument(
         "--shortcut",

@@ -1,8 +1,8 @@
-"""Figures per (source, sequence) and per (source, institution): the same reports as per source
-(`metrics.report`, bootstrap CIs) on the files whose source's files.csv gives them a sequence or an
-institution, nested in each source's block under artifacts.SEQUENCES and artifacts.INSTITUTIONS. A
-one-class group has the rates that apply to it (sensitivity or specificity), as a one-class source
-does."""
+"""Figures per source (`per_source`), and per (source, sequence) and per (source, institution):
+the same reports (`metrics.report`, bootstrap CIs) on the files whose source's files.csv gives
+them a sequence or an institution, nested in each source's block under artifacts.SEQUENCES and
+artifacts.INSTITUTIONS. A one-class group has the rates that apply to it (sensitivity or
+specificity), as a one-class source does."""
 
 from __future__ import annotations
 
@@ -19,6 +19,24 @@ def values_of(table: pd.DataFrame, column: str) -> np.ndarray:
     if column not in table.columns:
         return np.full(len(table), "", object)
     return np.array([str(v) if metadata.known(v) else "" for v in table[column]], object)
+
+
+def per_source(table, probs, thresholds, settings, min_sources: int = 2) -> dict:
+    """{source: report} of pooled predictions, when the table holds at least `min_sources`
+    sources. A single-class source has sensitivity or specificity only (accuracy is that one
+    rate)."""
+    if "source" not in table.columns and "root" not in table.columns:
+        return {}
+    src = data.sources(table).to_numpy()
+    if len(set(src)) < min_sources:
+        return {}
+    y, thr = table.label.to_numpy(), np.broadcast_to(np.asarray(thresholds, float), src.shape)
+    return {
+        name: metrics.report(
+            y[src == name], probs[src == name], thr[src == name], settings.bootstrap, settings.seed
+        )
+        for name in dict.fromkeys(src)
+    }
 
 
 def per_metadata(table: pd.DataFrame, probs, thresholds, settings) -> dict:
@@ -68,3 +86,12 @@ def brief(block: dict, rates) -> dict:
         if isinstance(block.get(key), dict):
             out[key] = {value: brief(one, rates) for value, one in block[key].items()}
     return out
+
+
+def test_sources(test: pd.DataFrame, probs, threshold, settings) -> dict:
+    """A test split per source (several sources only), each source's sequences and
+    institutions nested in its block where a files.csv gives them (artifacts.TEST_SOURCES)."""
+    by_source = per_source(test, probs, threshold, settings)
+    if not by_source:
+        return {}
+    return merged(by_source, per_metadata(test, probs, threshold, settings))

@@ -102,7 +102,7 @@ def cross_validate(x, table, settings, folds: int, by: str = "duplicate", full=F
         log(f"CV ({by}{recipe}) fold {k + 1}/{folds}: accuracy {fold_acc[-1]:.4f}")
     result = metrics.report(y, probs, thresholds, settings.bootstrap, settings.seed)
     result.update(
-        by_source=per_source(table, probs, thresholds, settings),
+        by_source=breakdown.per_source(table, probs, thresholds, settings),
         folds=folds,
         fold_accuracy=fold_acc,
         fold_size=np.bincount(fold_of, minlength=folds).tolist(),
@@ -111,24 +111,6 @@ def cross_validate(x, table, settings, folds: int, by: str = "duplicate", full=F
         backend=keras.backend.backend(),
     )
     return result
-
-
-def per_source(table, probs, thresholds, settings, min_sources: int = 2) -> dict:
-    """{source: report} of pooled predictions, when the table holds at least `min_sources`
-    sources. A single-class source has sensitivity or specificity only (accuracy is that one
-    rate)."""
-    if "source" not in table.columns and "root" not in table.columns:
-        return {}
-    src = data.sources(table).to_numpy()
-    if len(set(src)) < min_sources:
-        return {}
-    y, thr = table.label.to_numpy(), np.broadcast_to(np.asarray(thresholds, float), src.shape)
-    return {
-        name: metrics.report(
-            y[src == name], probs[src == name], thr[src == name], settings.bootstrap, settings.seed
-        )
-        for name in dict.fromkeys(src)
-    }
 
 
 def _held_out_fold(x, table, settings, train_rows, test_rows, full=False):

@@ -19,12 +19,12 @@ from tumor_model.artifacts import (
     PREDICTIONS,
     SETTINGS,
     SPLIT,
+    TEST_SOURCES,
     read_csv,
     update_metrics,
 )
 from tumor_model.config import Settings
 from tumor_model.evaluation import breakdown
-from tumor_model.evaluation.crossval import per_source
 from tumor_model.serving.predict import Predictor
 from tumor_model.training import data, split
 
@@ -69,8 +69,10 @@ def run(
     """The model in `artifacts` on its test split, with `use_all` on every image under
     `data_dirs`, or with `test_of` on another model folder's test split (two models compared on
     identical files). The latter two give figures per source besides, and within each per
-    sequence and per institution where a files.csv gives them. `save` records `use_all`'s in
-    metrics.json (EXTERNAL), and only for scans the model never saw."""
+    sequence and per institution where a files.csv gives them, and so does its own test split.
+    `save` records `use_all`'s in metrics.json (EXTERNAL), and only for scans the model never
+    saw; on its own test split, the per-source figures (TEST_SOURCES, with the share the guard
+    flagged)."""
     artifacts = Path(artifacts)
     if test_of is not None and (use_all or data_dirs or save):
         raise ValueError(
@@ -79,11 +81,18 @@ def run(
         )
     if use_all and not data_dirs:
         raise ValueError("--all needs --data-dir")
-    if save and not use_all:
-        raise ValueError("--save records the model on folders it never saw: it needs --all")
+    if save and not use_all and threshold is not None:
+        raise ValueError(
+            "--save records the own test split at the model's threshold: drop --threshold"
+        )
+    if save and data_dirs and not use_all:
+        raise ValueError(
+            "--save records the model on folders it never saw (--all) or on its own test split "
+            "(no --data-dir): the test split read from another copy of the data is not saved"
+        )
     predictor = Predictor(artifacts)  # first: a broken model folder fails before the scan
     table, unread = _rows(artifacts, data_dirs, use_all, test_of)
-    if save:
+    if save and use_all:
         never_seen(artifacts, table)
     results = predictor.predict_files(
         [Path(r) / p for r, p in zip(table.root, table.path, strict=True)]
@@ -112,18 +121,25 @@ def run(
     out["summary"].update({k: round(m[k]["value"], 4) for k in ("accuracy", "roc_auc")})
     if table.label.nunique() == 2:
         out["summary"]["local_threshold"] = local_threshold(table.label, table.probability)
-    if use_all or test_of is not None:
-        settings = dataclasses.replace(Settings.from_json(artifacts / SETTINGS), bootstrap=n_boot)
-        probs = table.probability.to_numpy()
-        parts = breakdown.per_metadata(table, probs, thr, settings)
-        merged = breakdown.merged(per_source(table, probs, thr, settings, 1), parts)
-        out["sources"] = flagged(merged, table)
-        out["summary"]["sources"] = {
-            src: breakdown.brief(block, rates) for src, block in out["sources"].items()
-        }
-    if save:
+    # per source, and per sequence and institution where a files.csv gives them
+    settings = dataclasses.replace(Settings.from_json(artifacts / SETTINGS), bootstrap=n_boot)
+    probs = table.probability.to_numpy()
+    parts = breakdown.per_metadata(table, probs, thr, settings)
+    merged = breakdown.merged(breakdown.per_source(table, probs, thr, settings, 1), parts)
+    out["sources"] = flagged(merged, table)
+    out["summary"]["sources"] = {
+        src: breakdown.brief(block, rates) for src, block in out["sources"].items()
+    }
+    if save and use_all:
         block = external_block(artifacts, out, data_dirs, predictor.card.get("model_sha256"))
         update_metrics(artifacts, {EXTERNAL: block})
+    elif save:
+        ran = {
+            "measured_by": "`neuroscan evaluate --save`",
+            "date": dt.date.today().isoformat(),
+            "model_sha256": predictor.card.get("model_sha256"),
+        }
+        update_metrics(artifacts, {TEST_SOURCES: breakdown.merged(out["sources"], {}, ran)})
     return out
 
 

@@ -58,6 +58,7 @@ def is_dicom(data: bytes) -> bool:
 
     return dicom.is_dicom(data)
 
+
 __all__ = [
     "ImageLoadError",
     "MAX_PIXELS",

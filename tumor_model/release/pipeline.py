@@ -20,7 +20,8 @@ import pandas as pd
 from tumor_model import artifacts, metrics
 from tumor_model.artifacts import ModelCard
 from tumor_model.config import CLASS_NAMES, Settings
-from tumor_model.evaluation.crossval import cv_metrics, per_source
+from tumor_model.evaluation import breakdown
+from tumor_model.evaluation.crossval import cv_metrics
 from tumor_model.evaluation.protocols import random_protocol, shortcut_block
 from tumor_model.io.imageio import load_image
 from tumor_model.model import BACKBONES, build_model, input_size, last_conv, weights_origin
@@ -102,7 +103,7 @@ def evaluation(table, threshold, settings) -> dict:
             grouped.label, grouped.probability, threshold, settings.bootstrap, settings.seed
         )
     test = table[table.split == artifacts.TEST]
-    by_source = per_source(test, test.probability.to_numpy(), threshold, settings)
+    by_source = breakdown.test_sources(test, test.probability.to_numpy(), threshold, settings)
     if by_source:  # a one-class source that was also trained on: its look may tell its label
         out[artifacts.TEST_SOURCES] = by_source
     out[artifacts.PROTOCOL] = {

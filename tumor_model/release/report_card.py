@@ -203,7 +203,9 @@ def results(f: Facts) -> str:
     body = [
         [src, what, count(b.get("n")), *(cell(b, k) for k in PER_SOURCE), ran]
         for src, what, b, key in source_rows(f)
-        for ran in [measured(key, f.metrics.get(key) or {}, f.card)]
+        for ran in [
+            measured(key, b if key == artifacts.TEST_SOURCES else f.metrics.get(key) or {}, f.card)
+        ]
     ]
     parts = ["## Results per source", table(headers, body) if body else "None recorded."]
     for key in artifacts.BREAKDOWNS:

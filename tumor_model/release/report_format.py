@@ -165,8 +165,10 @@ def measured(key: str, block: dict, card: dict) -> str:
     if key in (artifacts.TEST, artifacts.TEST_GROUPS, artifacts.VAL, artifacts.VAL_GROUPS):
         return trained(card)
     if key in (artifacts.TEST_SOURCES, artifacts.SHORTCUT, artifacts.PROTOCOL):
-        return trained(card)
-    if key == artifacts.RANDOM_SPLIT:
+        if not block.get("measured_by"):  # a test_sources block `evaluate --save` rewrote has
+            return trained(card)
+        command = block["measured_by"]
+    elif key == artifacts.RANDOM_SPLIT:
         command = "`neuroscan report-protocol`"
     elif key == artifacts.EXTERNAL:
         command = "`neuroscan evaluate --all --save`"

@@ -64,10 +64,10 @@ def headline(f: Facts) -> str:
     m, names = f.metrics, labels(f.metrics)
     rows = []
 
-    def add(kind, key, block, label, data):
+    def add(kind, key, block, label, data, by=None):
         cells = [cell(block, k) for k in HEADLINE]
         label = label[:1].lower() + label[1:]
-        rows.append([kind, label, data, *cells, measured(key, m[key], f.card)])
+        rows.append([kind, label, data, *cells, measured(key, by or m[key], f.card)])
 
     if is_block(m.get(artifacts.TEST)):
         add(
@@ -77,6 +77,14 @@ def headline(f: Facts) -> str:
             names[artifacts.TEST][1],
             files(m[artifacts.TEST]),
         )
+    key = artifacts.TEST_SOURCES
+    for source, block in (m.get(key) or {}).items():
+        if is_block(block):  # several sources: each, and each of its MRI sequences
+            label = f"test split, {source}"
+            add("Same source", key, block, label + one_class(block), files(block), block)
+            for seq, one in (block.get(artifacts.SEQUENCES) or {}).items():
+                label = f"test split, {source}, sequence {seq}"
+                add("Same source", key, one, label + one_class(one), files(one), block)
     random = m.get(artifacts.RANDOM_SPLIT)
     if is_block(random):
         copies = random.get("test_files_with_copy_in_train")
