@@ -30,6 +30,38 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
 
+# Files whose tests train, serve or cross-validate for a minute or more each (CI's
+# --durations), longest first. They are sent to the workers first: `--dist loadfile` would
+# otherwise order files by their number of tests, leaving these few-test, long files to the
+# end with the other worker idle (longest-first keeps the workers' finishing times close).
+LONG_FILES = (
+    "test_crossval_recipe.py",
+    "test_distribute.py",
+    "test_integration_shared.py",
+    "test_load.py",
+    "test_localise.py",
+    "test_crossval.py",
+    "test_pipeline.py",
+    "test_runtime.py",
+    "test_benchmarks.py",
+    "test_adapt.py",
+    "test_backends.py",
+)
+
+
+def pytest_configure(config) -> None:
+    """Keep the collection order when distributing files (xdist's option, when present)."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """LONG_FILES first, in that order; every other file after, as collected (a stable sort
+    keeps each file's tests together and in their order)."""
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def fake_scan(rng: np.random.Generator, tumor: bool, size=(64, 64)) -> np.ndarray:
     """A grey ellipse 'head' on black; tumour scans carry a bright blob inside it."""
     h, w = size

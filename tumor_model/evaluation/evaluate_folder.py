@@ -70,26 +70,10 @@ def run(
     `data_dirs`, or with `test_of` on another model folder's test split (two models compared on
     identical files). The latter two give figures per source besides, and within each per
     sequence and per institution where a files.csv gives them, and so does its own test split.
-    `save` records `use_all`'s in metrics.json (EXTERNAL), and only for scans the model never
-    saw; on its own test split, the per-source figures (TEST_SOURCES, with the share the guard
-    flagged)."""
+    `save` records `use_all`'s in metrics.json (EXTERNAL, scans the model never saw only), or
+    its own test split's per-source figures (TEST_SOURCES, with the guard's share)."""
     artifacts = Path(artifacts)
-    if test_of is not None and (use_all or data_dirs or save):
-        raise ValueError(
-            "--test-of reads the files and their roots from that model's split.csv: "
-            "it takes no --all, --data-dir or --save"
-        )
-    if use_all and not data_dirs:
-        raise ValueError("--all needs --data-dir")
-    if save and not use_all and threshold is not None:
-        raise ValueError(
-            "--save records the own test split at the model's threshold: drop --threshold"
-        )
-    if save and data_dirs and not use_all:
-        raise ValueError(
-            "--save records the model on folders it never saw (--all) or on its own test split "
-            "(no --data-dir): the test split read from another copy of the data is not saved"
-        )
+    refuse(use_all, data_dirs, save, threshold, test_of)
     predictor = Predictor(artifacts)  # first: a broken model folder fails before the scan
     table, unread = _rows(artifacts, data_dirs, use_all, test_of)
     if save and use_all:
@@ -118,15 +102,10 @@ def run(
         "errors": errors,
     }
     m = out["files"]["metrics"]
-    out["summary"].update({k: round(m[k]["value"], 4) for k in ("accuracy", "roc_auc")})
+    out["summary"] |= {k: round(m[k]["value"], 4) for k in ("accuracy", "roc_auc")}
     if table.label.nunique() == 2:
         out["summary"]["local_threshold"] = local_threshold(table.label, table.probability)
-    # per source, and per sequence and institution where a files.csv gives them
-    settings = dataclasses.replace(Settings.from_json(artifacts / SETTINGS), bootstrap=n_boot)
-    probs = table.probability.to_numpy()
-    parts = breakdown.per_metadata(table, probs, thr, settings)
-    merged = breakdown.merged(breakdown.per_source(table, probs, thr, settings, 1), parts)
-    out["sources"] = flagged(merged, table)
+    out["sources"] = by_source(artifacts, table, thr, n_boot)
     out["summary"]["sources"] = {
         src: breakdown.brief(block, rates) for src, block in out["sources"].items()
     }
@@ -134,13 +113,49 @@ def run(
         block = external_block(artifacts, out, data_dirs, predictor.card.get("model_sha256"))
         update_metrics(artifacts, {EXTERNAL: block})
     elif save:
-        ran = {
-            "measured_by": "`neuroscan evaluate --save`",
-            "date": dt.date.today().isoformat(),
-            "model_sha256": predictor.card.get("model_sha256"),
-        }
-        update_metrics(artifacts, {TEST_SOURCES: breakdown.merged(out["sources"], {}, ran)})
+        update_metrics(artifacts, {TEST_SOURCES: own_test_block(out, predictor.card)})
     return out
+
+
+def own_test_block(result: dict, card: dict) -> dict:
+    """metrics.json's TEST_SOURCES as `evaluate --save` measured it on the model's own test
+    split: each source's block (sequences, institutions nested) saying what measured it."""
+    ran = {
+        "measured_by": "`neuroscan evaluate --save`",
+        "date": dt.date.today().isoformat(),
+        "model_sha256": card.get("model_sha256"),
+    }
+    return breakdown.merged(result["sources"], {}, ran)
+
+
+def refuse(use_all, data_dirs, save, threshold, test_of) -> None:
+    """ValueError for a combination of `run`'s options that cannot be honoured."""
+    if test_of is not None and (use_all or data_dirs or save):
+        raise ValueError(
+            "--test-of reads the files and their roots from that model's split.csv: "
+            "it takes no --all, --data-dir or --save"
+        )
+    if use_all and not data_dirs:
+        raise ValueError("--all needs --data-dir")
+    if save and not use_all and threshold is not None:
+        raise ValueError(
+            "--save records the own test split at the model's threshold: drop --threshold"
+        )
+    if save and data_dirs and not use_all:
+        raise ValueError(
+            "--save records the model on folders it never saw (--all) or on its own test split "
+            "(no --data-dir): the test split read from another copy of the data is not saved"
+        )
+
+
+def by_source(artifacts: Path, table: pd.DataFrame, threshold, n_boot: int) -> dict:
+    """{source: report} of scored `table` (probability, ood), each source's sequences and
+    institutions nested where a files.csv gives them, with the share the guard flagged."""
+    settings = dataclasses.replace(Settings.from_json(artifacts / SETTINGS), bootstrap=n_boot)
+    probs = table.probability.to_numpy()
+    parts = breakdown.per_metadata(table, probs, threshold, settings)
+    merged = breakdown.merged(breakdown.per_source(table, probs, threshold, settings, 1), parts)
+    return flagged(merged, table)
 
 
 def flagged(sources: dict, table: pd.DataFrame) -> dict:
