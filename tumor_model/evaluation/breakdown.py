@@ -88,10 +88,11 @@ def brief(block: dict, rates) -> dict:
     return out
 
 
-def test_sources(test: pd.DataFrame, probs, threshold, settings) -> dict:
-    """A test split per source (several sources only), each source's sequences and
-    institutions nested in its block where a files.csv gives them (artifacts.TEST_SOURCES)."""
-    by_source = per_source(test, probs, threshold, settings)
+def nested(table: pd.DataFrame, probs, thresholds, settings, min_sources: int = 2) -> dict:
+    """`per_source`'s blocks with each source's sequences and institutions (`per_metadata`)
+    nested in them: a multi-source test split (artifacts.TEST_SOURCES), or with min_sources=1
+    any scored folder."""
+    by_source = per_source(table, probs, thresholds, settings, min_sources)
     if not by_source:
         return {}
-    return merged(by_source, per_metadata(test, probs, threshold, settings))
+    return merged(by_source, per_metadata(table, probs, thresholds, settings))

@@ -153,9 +153,7 @@ def by_source(artifacts: Path, table: pd.DataFrame, threshold, n_boot: int) -> d
     institutions nested where a files.csv gives them, with the share the guard flagged."""
     settings = dataclasses.replace(Settings.from_json(artifacts / SETTINGS), bootstrap=n_boot)
     probs = table.probability.to_numpy()
-    parts = breakdown.per_metadata(table, probs, threshold, settings)
-    merged = breakdown.merged(breakdown.per_source(table, probs, threshold, settings, 1), parts)
-    return flagged(merged, table)
+    return flagged(breakdown.nested(table, probs, threshold, settings, 1), table)
 
 
 def flagged(sources: dict, table: pd.DataFrame) -> dict:

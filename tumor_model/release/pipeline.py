@@ -103,7 +103,7 @@ def evaluation(table, threshold, settings) -> dict:
             grouped.label, grouped.probability, threshold, settings.bootstrap, settings.seed
         )
     test = table[table.split == artifacts.TEST]
-    by_source = breakdown.test_sources(test, test.probability.to_numpy(), threshold, settings)
+    by_source = breakdown.nested(test, test.probability.to_numpy(), threshold, settings)
     if by_source:  # a one-class source that was also trained on: its look may tell its label
         out[artifacts.TEST_SOURCES] = by_source
     out[artifacts.PROTOCOL] = {
