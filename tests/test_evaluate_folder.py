@@ -170,6 +170,23 @@ def test_test_of_compares_two_models_on_the_other_models_test_files(
     assert "nowhere" in err and artifacts.SPLIT in err
 
 
+def test_part_val_scores_the_validation_rows(model_copy, tiny_artifacts, capsys):
+    """`evaluate --part val` (own split or --test-of) reads the split.csv's validation rows, so
+    that a lever is judged off the test split; an unknown part and --save are refused."""
+    table = artifacts.read_csv(model_copy, artifacts.SPLIT)
+    n_val = int((table.split == "val").sum())
+    args = ["evaluate", "--artifacts", str(tiny_artifacts), "--bootstrap", "20"]
+    assert main(args + ["--test-of", str(model_copy), "--part", "val"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["images"] == n_val
+    assert main(args + ["--part", "val"]) == 0
+    own = artifacts.read_csv(tiny_artifacts, artifacts.SPLIT)
+    assert json.loads(capsys.readouterr().out)["summary"]["images"] == (own.split == "val").sum()
+    assert main(args + ["--part", "train"]) == 2
+    assert "'train'" in capsys.readouterr().err
+    assert main(args + ["--part", "val", "--save"]) == 2
+    assert "--save" in capsys.readouterr().err
+
+
 def test_save_on_the_own_test_split_records_each_source_and_sequence(tmp_path, capsys):
     """A model trained on a source with files.csv (sequences) and a second source: `evaluate
     --save` on its own test split writes test_sources, each source's sequences nested, with the

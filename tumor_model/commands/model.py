@@ -23,7 +23,14 @@ def cmd_evaluate(args) -> int:
         print_json(evaluate_folder.shortcut(folder, data_dir, args.shortcut), indent=None)
         return 0
     result = evaluate_folder.run(
-        folder, args.data_dir, args.all, args.bootstrap, args.threshold, args.save, args.test_of
+        folder,
+        args.data_dir,
+        args.all,
+        args.bootstrap,
+        args.threshold,
+        args.save,
+        args.test_of,
+        args.part,
     )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
@@ -137,6 +144,12 @@ def evaluate_parser(sub, parent) -> None:
         default=None,
         help="instead: the test split of another model folder (its split.csv), per source, "
         "sequence and institution: compare two models on identical files",
+    )
+    p.add_argument(
+        "--part",
+        default="test",
+        help="the split.csv rows read (own split or --test-of): test, or val to judge a "
+        "lever off the test split; default: test",
     )
     p.add_argument("--threshold", type=float, default=None, help="default: the model card's")
     p.add_argument("--bootstrap", type=int, default=1000)

@@ -29,18 +29,21 @@ from tumor_model.serving.predict import Predictor
 from tumor_model.training import data, split
 
 
+PARTS = ("test", "val")  # the parts of a split.csv that `evaluate --part` reads
+
+
 def _rows(
-    artifacts: Path, data_dirs, use_all: bool, test_of: Path | None = None
+    artifacts: Path, data_dirs, use_all: bool, test_of: Path | None = None, part: str = "test"
 ) -> tuple[pd.DataFrame, list[dict]]:
     """(rows to evaluate, files that could not be read: data.scan's {path, root, error}).
-    `test_of`: another model folder, whose split.csv's test rows are evaluated instead."""
+    `test_of`: another model folder, whose split.csv's `part` rows are evaluated instead."""
     if test_of is not None:
         if not (Path(test_of) / SPLIT).is_file():
             raise ValueError(
                 f"--test-of {str(test_of)!r}: no {SPLIT} there (a model folder written by train)"
             )
         table = read_csv(Path(test_of), SPLIT)
-        return table[table.split == "test"], []
+        return table[table.split == part], []
     if data_dirs and use_all:
         files = data.find_all(data_dirs)
         scanned = data.scan(files)
@@ -49,7 +52,7 @@ def _rows(
         groups = split.duplicate_groups(list(scanned.images.sha256), scanned.thumbs, 0.02)
         return scanned.images.assign(group=groups, split="all"), list(scanned.unreadable)
     table = read_csv(artifacts, SPLIT)
-    table = table[table.split == "test"]
+    table = table[table.split == part]
     if data_dirs:  # the model's test split, read from another copy of the data
         if len(data_dirs) != 1:
             raise ValueError("give one --data-dir for the test split, or use --all")
@@ -65,17 +68,20 @@ def run(
     threshold=None,
     save=False,
     test_of=None,
+    part="test",
 ) -> dict:
     """The model in `artifacts` on its test split, with `use_all` on every image under
     `data_dirs`, or with `test_of` on another model folder's test split (two models compared on
     identical files). The latter two give figures per source besides, and within each per
     sequence and per institution where a files.csv gives them, and so does its own test split.
     `save` records `use_all`'s in metrics.json (EXTERNAL, scans the model never saw only), or
-    its own test split's per-source figures (TEST_SOURCES, with the guard's share)."""
+    its own test split's per-source figures (TEST_SOURCES, with the guard's share). `part`
+    "val" reads the validation rows instead of the test rows (to judge a lever off the test
+    split)."""
     artifacts = Path(artifacts)
-    refuse(use_all, data_dirs, save, threshold, test_of)
+    refuse(use_all, data_dirs, save, threshold, test_of, part)
     predictor = Predictor(artifacts)  # first: a broken model folder fails before the scan
-    table, unread = _rows(artifacts, data_dirs, use_all, test_of)
+    table, unread = _rows(artifacts, data_dirs, use_all, test_of, part)
     if save and use_all:
         never_seen(artifacts, table)
     results = predictor.predict_files(
@@ -128,8 +134,12 @@ def own_test_block(result: dict, card: dict) -> dict:
     return breakdown.merged(result["sources"], {}, ran)
 
 
-def refuse(use_all, data_dirs, save, threshold, test_of) -> None:
+def refuse(use_all, data_dirs, save, threshold, test_of, part="test") -> None:
     """ValueError for a combination of `run`'s options that cannot be honoured."""
+    if part not in PARTS:
+        raise ValueError(f"--part {part!r}: choose one of {', '.join(PARTS)}")
+    if part != "test" and (use_all or save):
+        raise ValueError(f"--part {part} reads a split.csv: it takes no --all or --save")
     if test_of is not None and (use_all or data_dirs or save):
         raise ValueError(
             "--test-of reads the files and their roots from that model's split.csv: "
