@@ -19,6 +19,13 @@ SHARED_WEIGHTS = (
 )
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# XLA (JAX, and TensorFlow's jit_compile) compiles the tests' tiny 32-px models without LLVM's
+# optimisations: their runs are compile-bound, so the JAX data-parallel test takes 44 s instead of
+# 80 and the XLA fine-tuning benchmark 69 instead of 84 (2-core machine). Set before any backend
+# starts; subprocesses inherit it. The numbers compared within a test come from one setting.
+XLA_TEST_FLAG = "--xla_backend_optimization_level=0"
+if XLA_TEST_FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_TEST_FLAG}".strip()
 
 MAX_WORKERS = 4  # `-n auto`: each worker holds TensorFlow and trains its own session fixtures
 
@@ -256,13 +263,29 @@ def tiny_artifacts(tiny_dataset, tiny_weights, tmp_path_factory) -> Path:
     root, _ = tiny_dataset
 
     def train(folder: Path) -> None:
-        settings = tiny_settings(
-            root, folder / "artifacts", weights=str(tiny_weights), export=True
-        )
+        settings = tiny_settings(root, folder / "artifacts", weights=str(tiny_weights), export=True)
         pipeline.train_and_write(settings, cv_folds=3)
 
     trained = built_once(tmp_path_factory, "run", train) / "artifacts"
     return Path(shutil.copytree(trained, tmp_path_factory.mktemp("run") / "artifacts"))
+
+
+def in_process(capsys, *args: str):
+    """`neuroscan ARGS` run by `commands.main` in this process, as a CompletedProcess (returncode,
+    stdout, stderr): the command's own code without a new interpreter's 8 CPU-seconds of importing
+    TensorFlow. `cli` is the user's view (a subprocess); this is for tests that run a command
+    several times on the same folder."""
+    import subprocess
+
+    from tumor_model.commands import main
+
+    capsys.readouterr()  # what the test printed before is not the command's
+    try:
+        code = main(list(args))
+    except SystemExit as stop:  # argparse's errors
+        code = stop.code
+    said = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, said.out, said.err)
 
 
 def cli(*args: str, env: dict | None = None, timeout: int = 600):

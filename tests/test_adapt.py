@@ -15,7 +15,7 @@ from tumor_model.serving.predict import Predictor
 from tumor_model.site import adapt
 from tumor_model.site.anchor import anchor_rows, load_anchor
 
-from conftest import cli, make_site
+from conftest import in_process, make_site
 
 
 def test_anchor_rows_one_per_group_and_balanced():
@@ -126,12 +126,11 @@ def test_adapt_writes_a_complete_folder_that_everything_reads(tiny_artifacts, tm
 
 
 @pytest.mark.slow
-def test_adapt_cli_prints_before_and_after(tiny_artifacts, tmp_path):
+def test_adapt_cli_prints_before_and_after(tiny_artifacts, tmp_path, capsys):
     site = make_site(tmp_path / "site", seed=8)
     out = tmp_path / "adapted"
-    done = cli(
-        "adapt", "--artifacts", str(tiny_artifacts), "--data-dir", str(site), "--out", str(out)
-    )
+    where = ("--artifacts", str(tiny_artifacts), "--data-dir", str(site), "--out", str(out))
+    done = in_process(capsys, "adapt", *where)
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     assert printed["local_scans"] == 24 and printed["out"] == str(out)
@@ -153,13 +152,12 @@ def test_adapt_cli_prints_before_and_after(tiny_artifacts, tmp_path):
     ],
     ids=["one-class", "too-few", "unreadable", "no-layout"],
 )
-def test_bad_local_folders_write_nothing(tiny_artifacts, tmp_path, make, problem):
+def test_bad_local_folders_write_nothing(tiny_artifacts, tmp_path, make, problem, capsys):
     site = tmp_path / "site"
     make(site)
     out = tmp_path / "adapted"
-    done = cli(
-        "adapt", "--artifacts", str(tiny_artifacts), "--data-dir", str(site), "--out", str(out)
-    )
+    where = ("--artifacts", str(tiny_artifacts), "--data-dir", str(site), "--out", str(out))
+    done = in_process(capsys, "adapt", *where)
     assert done.returncode != 0
     assert problem in done.stderr
     assert not out.exists() and not list(tmp_path.glob(".adapted*"))
@@ -172,7 +170,7 @@ def test_adapt_refuses_an_existing_folder(tiny_artifacts, tmp_path):
 
 
 @pytest.mark.slow
-def test_missing_anchor_names_the_file_and_anchor_rebuilds_it(tiny_artifacts, tmp_path):
+def test_missing_anchor_names_the_file_and_anchor_rebuilds_it(tiny_artifacts, tmp_path, capsys):
     import shutil
 
     folder = tmp_path / "old"
@@ -180,7 +178,7 @@ def test_missing_anchor_names_the_file_and_anchor_rebuilds_it(tiny_artifacts, tm
     (folder / artifacts.ANCHOR).unlink()
     with pytest.raises(artifacts.ArtifactError, match="anchor.npz"):
         load_anchor(folder)
-    done = cli("anchor", "--artifacts", str(folder))
+    done = in_process(capsys, "anchor", "--artifacts", str(folder))
     assert done.returncode == 0, done.stderr
     x, y = load_anchor(folder)
     assert len(x) == json.loads(done.stdout)["rows"] and set(y) == {0, 1}

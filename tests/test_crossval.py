@@ -9,7 +9,7 @@ import pytest
 from tumor_model.evaluation import crossval
 from tumor_model.training import split
 
-from conftest import cli, tiny_settings
+from conftest import in_process, tiny_settings
 
 
 def _sized_table(n=160, sizes=40, seed=0):
@@ -56,7 +56,7 @@ def test_cross_validate_by_source(tmp_path):
 
 
 @pytest.mark.slow
-def test_cv_command_recomputes_and_saves(tiny_artifacts, tmp_path):
+def test_cv_command_recomputes_and_saves(tiny_artifacts, tmp_path, capsys):
     import shutil
 
     art = tmp_path / "art"
@@ -65,33 +65,31 @@ def test_cv_command_recomputes_and_saves(tiny_artifacts, tmp_path):
     del before["cv"]
     before["cv_source"] = {"stale": True}
     (art / "metrics.json").write_text(json.dumps(before))
-    proc = cli("cv", "--artifacts", str(art), "--folds", "3")
+    proc = in_process(capsys, "cv", "--artifacts", str(art), "--folds", "3")
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
     assert printed["cv"]["folds"] == 3 and 0 <= printed["cv"]["accuracy"] <= 1
     assert printed["saved"] is False
     assert "cv" not in json.loads((art / "metrics.json").read_text())  # not saved
-    proc = cli("cv", "--artifacts", str(art), "--folds", "3", "--save")
+    proc = in_process(capsys, "cv", "--artifacts", str(art), "--folds", "3", "--save")
     assert proc.returncode == 0, proc.stderr
     after = json.loads((art / "metrics.json").read_text())
     assert after["cv"]["folds"] == 3 and after["test"] == before["test"]
     assert "cv_source" not in after  # one image size here: skipped, and the old one dropped
-    bad = cli("cv", "--artifacts", str(art), "--folds", "1")
+    bad = in_process(capsys, "cv", "--artifacts", str(art), "--folds", "1")
     assert bad.returncode == 2 and "folds must be >= 2, got 1" in bad.stderr
 
 
 @pytest.mark.slow
-def test_cv_reruns_with_this_machines_feature_cache(tiny_artifacts, tmp_path):
+def test_cv_reruns_with_this_machines_feature_cache(tiny_artifacts, tmp_path, capsys):
     """settings.json records the training machine's cache folder (the shipped model's is a /tmp
     path); `cv --cache-dir` caches elsewhere and gets the same CV as the recorded cache."""
     here = tmp_path / "cache_here"
     recorded = crossval.recorded_settings(tiny_artifacts)
     assert recorded.cache_dir != str(here)
     assert crossval.recorded_settings(tiny_artifacts, str(here)).cache_dir == str(here)
-    proc = cli(
-        "cv", "--artifacts", str(tiny_artifacts), "--folds", "3", "--by", "duplicate",
-        "--cache-dir", str(here),
-    )  # fmt: skip
+    here_args = ("--folds", "3", "--by", "duplicate", "--cache-dir", str(here))
+    proc = in_process(capsys, "cv", "--artifacts", str(tiny_artifacts), *here_args)
     assert proc.returncode == 0, proc.stderr
     assert [p.suffix for p in here.iterdir()] == [".npz"]  # features extracted into it
     saved = json.loads((tiny_artifacts / "metrics.json").read_text())["cv"]["metrics"]

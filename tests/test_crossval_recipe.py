@@ -9,20 +9,19 @@ import pytest
 from tumor_model.dashboard import tables
 from tumor_model.release import pipeline
 
-from conftest import cli, make_site, tiny_settings
+from conftest import in_process, make_site, tiny_settings
 
 
 @pytest.mark.slow
-def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
+def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path, capsys):
     root, _ = tiny_dataset
     settings = tiny_settings(
         root, tmp_path / "ft", fine_tune_layers=5, fine_tune_epochs=1, head_epochs=2
     )
     out = pipeline.train_and_write(settings, cv_folds=2, shortcut=False, samples=False)
     before = json.loads((out / "metrics.json").read_text())
-    proc = cli(
-        "cv", "--artifacts", str(out), "--folds", "2", "--by", "duplicate", "--fine-tune", "--save"
-    )
+    folds = ("--folds", "2", "--by", "duplicate", "--fine-tune", "--save")
+    proc = in_process(capsys, "cv", "--artifacts", str(out), *folds)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("full recipe) fold") == 2
     assert proc.stderr.count("(chosen on validation)") == 2  # a whole `fit` in each fold
@@ -34,7 +33,7 @@ def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
     assert full["fold_size"] == before["cv"]["fold_size"]  # the same folds as the frozen CV
     assert sum(full["fold_size"]) == full["n"] and len(full["fold_accuracy"]) == 2
     assert after["cv"] == before["cv"] and after["test"] == before["test"]
-    bad = cli("cv", "--artifacts", str(out), "--by", "sizes")
+    bad = in_process(capsys, "cv", "--artifacts", str(out), "--by", "sizes")
     assert bad.returncode == 2 and "invalid choice: 'sizes'" in bad.stderr
 
     # leave-one-source-out of the whole recipe, with two one-class sources beside the first; the
@@ -43,7 +42,7 @@ def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
     healthy = make_site(tmp_path / "site_h", tumours=0, healthy=12, seed=6)
     roots = [a for r in (root, tumours, healthy) for a in ("--data-dir", str(r))]
     loso = ("--by", "loso", "--hold-out", "site_t", "--fine-tune", "--no-twin", "--save")
-    proc = cli("cv", "--artifacts", str(out), *loso, *roots)
+    proc = in_process(capsys, "cv", "--artifacts", str(out), *loso, *roots)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("(chosen on validation)") == 1  # one training: site_t held out
     printed = json.loads(proc.stdout)
@@ -57,8 +56,8 @@ def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
 
     # the held-out tumour source also tested by a head trained on the two-class source alone
     # (its twin, the healthy-only source, absent); the same code as the fine-tuned stage's
-    proc = cli("cv", "--artifacts", str(out), "--by", "loso", "--hold-out", "site_t", "--save",
-               *roots)  # fmt: skip
+    twin = ("--by", "loso", "--hold-out", "site_t", "--save")
+    proc = in_process(capsys, "cv", "--artifacts", str(out), *twin, *roots)
     assert proc.returncode == 0, proc.stderr
     twin = json.loads((out / "metrics.json").read_text())["loso"]["sources"]["site_t"]
     assert twin["twin_absent"]["trained_on"] == [root.name] and twin["twin_absent"]["n"] == 12
@@ -66,8 +65,8 @@ def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
     assert "Leave-one-source-out, twin absent" in set(shown["evaluation"])
 
     # only the named source held out, without the twin-absent training (frozen stage: seconds)
-    proc = cli("cv", "--artifacts", str(out), "--by", "loso", "--hold-out", "site_t", "--no-twin",
-               *roots)  # fmt: skip
+    named = ("--by", "loso", "--hold-out", "site_t", "--no-twin")
+    proc = in_process(capsys, "cv", "--artifacts", str(out), *named, *roots)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)["rows"]
     assert [(r["block"], r["held_out"]) for r in rows] == [("loso: pooled", "site_t"),
@@ -77,5 +76,5 @@ def test_cv_command_fine_tuned_recipe(tiny_dataset, tmp_path):
         (("--by", "loso", "--hold-out", "site_x"), "no source of the data: ['site_x']"),
         (("--by", "duplicate", "--hold-out", "site_t"), "narrow the 'loso' CV, not in by="),
     ]:
-        proc = cli("cv", "--artifacts", str(out), *bad, *roots)
+        proc = in_process(capsys, "cv", "--artifacts", str(out), *bad, *roots)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -230,8 +230,7 @@ def test_dicom_depends_on_errors_only_not_on_imageio():
     """One-way: imageio imports dicom; dicom imports only tumor_model.errors (the shared limits
     and ImageLoadError), so the two can never import each other."""
     code = (
-        "import sys, tumor_model.io.dicom; "
-        "print(*sorted(m for m in sys.modules if 'tumor_' in m))"
+        "import sys, tumor_model.io.dicom; print(*sorted(m for m in sys.modules if 'tumor_' in m))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = done.stdout.split()

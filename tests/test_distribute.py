@@ -50,7 +50,7 @@ def test_two_devices_give_the_loss_curve_of_one(backend, tiny_dataset, tmp_path)
     )  # fmt: skip
     settings.to_json(tmp_path / "s.json")
     env = {**os.environ, "KERAS_BACKEND": backend}
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
     done = subprocess.run(
         [sys.executable, "-c", CODE, str(tmp_path / "s.json")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,

@@ -23,7 +23,7 @@ from tumor_model.io.geometry import prepare_placed
 from tumor_model.serving import maps
 from tumor_model.serving.explain import METHOD_NAMES, METHODS
 
-from conftest import cli, fake_scan, lesion_box
+from conftest import fake_scan, in_process, lesion_box
 
 
 def _scan_with_lesion(width=300, height=200, lesion=(200, 60, 230, 90), head=(120, 20, 290, 190)):
@@ -412,7 +412,7 @@ def test_the_methods_take_target_layers_on_the_tiny_model(tiny_artifacts):
 
 
 @pytest.mark.slow
-def test_localise_command_end_to_end(tiny_artifacts, tmp_path):
+def test_localise_command_end_to_end(tiny_artifacts, tmp_path, capsys):
     folder = tmp_path / "artifacts"
     shutil.copytree(tiny_artifacts, folder)
     boxes = _boxes_csv(tmp_path / "figshare", n=6)
@@ -420,7 +420,7 @@ def test_localise_command_end_to_end(tiny_artifacts, tmp_path):
     out = tmp_path / "docs" / "localisation.json"
     args = ["--artifacts", str(folder), "--boxes", str(boxes), "--boxes", str(files)]
     args += ["--per-half", "3", "--scorecam-per-half", "1", "--smoothgrad-per-half", "1"]
-    done = cli("localise", *args, "--latency-n", "2", "--out", str(out), "--save")
+    done = in_process(capsys, "localise", *args, "--latency-n", "2", "--out", str(out), "--save")
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     result = json.loads(out.read_text())
@@ -461,20 +461,20 @@ def test_localise_command_end_to_end(tiny_artifacts, tmp_path):
 
     # predict --explain now explains with the shipped choice by default
     scan = boxes.parent / "tumor" / "glioma_0.jpg"
-    done = cli("predict", str(scan), "--artifacts", str(folder), "--explain", str(tmp_path / "o"))
+    explain = ("--artifacts", str(folder), "--explain", str(tmp_path / "o"))
+    done = in_process(capsys, "predict", str(scan), *explain)
     assert done.returncode == 0, done.stderr
     line = json.loads(done.stdout.splitlines()[0])
     assert line["method"] == default["method"] and line["method"] in METHODS
     assert line["layers"] == default["layers"]
 
 
-def test_localise_refuses_a_bad_boxes_file_and_writes_nothing(tiny_artifacts, tmp_path):
+def test_localise_refuses_a_bad_boxes_file_and_writes_nothing(tiny_artifacts, tmp_path, capsys):
     bad = tmp_path / "boxes.csv"
     bad.write_text("file,x_center\ntumor/a.jpg,0.5\n")
     out = tmp_path / "loc.json"
-    done = cli(
-        "localise", "--artifacts", str(tiny_artifacts), "--boxes", str(bad), "--out", str(out)
-    )
+    where = ("--artifacts", str(tiny_artifacts), "--boxes", str(bad), "--out", str(out))
+    done = in_process(capsys, "localise", *where)
     assert done.returncode == 2
     assert str(bad) in done.stderr and "lacks the columns" in done.stderr
     assert not out.exists() and not out.with_suffix(".md").exists()
