@@ -184,9 +184,7 @@ def main(argv=None) -> int:
                         (yr, p, np.full(len(yr), th_step))
                     )
                 ba = {
-                    s: metrics.point_metrics(metrics.confusion(yr, p, th_step))[
-                        "balanced_accuracy"
-                    ]
+                    s: metrics.point_metrics(metrics.confusion(yr, p, th_step))["balanced_accuracy"]
                     for s, (p, th_step) in got.items()
                 }
                 print(

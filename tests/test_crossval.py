@@ -1,11 +1,13 @@
 """Duplicate-grouped and cross-source CV (tumor_model.evaluation.crossval) and the `cv` command."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tumor_model.config import Settings
 from tumor_model.evaluation import crossval
 from tumor_model.training import split
 
@@ -83,9 +85,16 @@ def test_cv_command_recomputes_and_saves(tiny_artifacts, tmp_path, capsys):
 @pytest.mark.slow
 def test_cv_reruns_with_this_machines_feature_cache(tiny_artifacts, tmp_path, capsys):
     """settings.json records the training machine's cache folder (the shipped model's is a /tmp
-    path); `cv --cache-dir` caches elsewhere and gets the same CV as the recorded cache."""
+    path): reused where it exists, else the default; `cv --cache-dir` caches elsewhere and gets
+    the same CV as the recorded cache."""
     here = tmp_path / "cache_here"
     recorded = crossval.recorded_settings(tiny_artifacts)
+    written = json.loads((tiny_artifacts / "settings.json").read_text())["cache_dir"]
+    assert recorded.cache_dir == written and Path(written).is_dir()  # the training's, reused
+    moved = tmp_path / "moved"  # a folder trained elsewhere: its cache path is not here
+    moved.mkdir()
+    (moved / "settings.json").write_text(json.dumps({**recorded.to_dict(), "cache_dir": "/no"}))
+    assert crossval.recorded_settings(moved).cache_dir == Settings.cache_dir
     assert recorded.cache_dir != str(here)
     assert crossval.recorded_settings(tiny_artifacts, str(here)).cache_dir == str(here)
     here_args = ("--folds", "3", "--by", "duplicate", "--cache-dir", str(here))

@@ -1,6 +1,5 @@
 """Your scans: check the model on your own labelled scans and adapt it (`neuroscan adapt`)."""
 
-
 import streamlit as st
 
 from tumor_model import artifacts

