@@ -83,16 +83,7 @@ def run(
     table, unread = _rows(artifacts, data_dirs, use_all, test_of, part)
     if save and use_all:
         never_seen(artifacts, table)
-    results = predictor.predict_files(
-        [Path(r) / p for r, p in zip(table.root, table.path, strict=True)]
-    )
-    ok = [("error" not in r) for r in results]
-    unread = [{"file": str(Path(b["root"]) / b["path"]), "error": b["error"]} for b in unread]
-    errors = unread + [r for r in results if "error" in r]
-    table = table[ok].assign(
-        probability=[r["probability"] for r in results if "error" not in r],
-        ood=[r["out_of_distribution"] for r in results if "error" not in r],
-    )
+    table, errors = scored(predictor, table, unread)
     thr = predictor.threshold if threshold is None else threshold
     grouped = metrics.group_level(table)
     out = {
@@ -120,6 +111,22 @@ def run(
     elif save:
         update_metrics(artifacts, {TEST_SOURCES: own_test_block(out, predictor.card)})
     return out
+
+
+def scored(predictor, table: pd.DataFrame, unread: list[dict]) -> tuple[pd.DataFrame, list]:
+    """(`table`'s readable rows with probability and ood, every file's {file, error}: those the
+    scan could not read and those the predictor could not)."""
+    results = predictor.predict_files(
+        [Path(r) / p for r, p in zip(table.root, table.path, strict=True)]
+    )
+    ok = [("error" not in r) for r in results]
+    unread = [{"file": str(Path(b["root"]) / b["path"]), "error": b["error"]} for b in unread]
+    errors = unread + [r for r in results if "error" in r]
+    table = table[ok].assign(
+        probability=[r["probability"] for r in results if "error" not in r],
+        ood=[r["out_of_distribution"] for r in results if "error" not in r],
+    )
+    return table, errors
 
 
 def own_test_block(result: dict, card: dict) -> dict:
