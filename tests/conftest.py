@@ -20,9 +20,10 @@ SHARED_WEIGHTS = (
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # XLA (JAX, and TensorFlow's jit_compile) compiles the tests' tiny 32-px models without LLVM's
-# optimisations: their runs are compile-bound, so the JAX data-parallel test takes 44 s instead of
-# 80 and the XLA fine-tuning benchmark 69 instead of 84 (2-core machine). Set before any backend
-# starts; subprocesses inherit it. The numbers compared within a test come from one setting.
+# optimisations: their runs are compile-bound (one A/B run each on the 2-core machine, beside a
+# training run: the JAX data-parallel test 80 -> 44 s, the XLA fine-tuning benchmark 84 -> 69 s).
+# Set before any backend starts; subprocesses inherit it. Numbers compared within a test come
+# from one setting.
 XLA_TEST_FLAG = "--xla_backend_optimization_level=0"
 if XLA_TEST_FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_TEST_FLAG}".strip()

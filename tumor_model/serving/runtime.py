@@ -13,8 +13,8 @@ import numpy as np
 from tumor_model.artifacts import CARD, EXPORT, ArtifactError
 
 # images per ONNX Runtime call: MobileNetV2's early activations of a 32-image batch take about
-# 150 MB each (32 x 112 x 112 x 96 float32); with 8, 2,000 scans ran at 45.0 scans/s against
-# 45.3 with 32 (docs/lab/runtime_benchmark.md and its git history)
+# 150 MB each (32 x 112 x 112 x 96 float32); 8 kept the throughput over 2,000 scans of 32
+# (`benchmarks/bench_runtime.py`: docs/lab/runtime_benchmark.md and its git history)
 CHUNK = 8
 FIX = "rewrite it with `neuroscan export --artifacts {folder}`"
 
