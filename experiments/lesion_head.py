@@ -1,12 +1,16 @@
 """Issue 33 screen: a light lesion-map head decoded from the shipped model's frozen backbone.
 
-Features at `block_13_expand_relu` (14x14) and `block_6_expand_relu` (28x28) of the shipped
-model feed a tiny decoder (1x1 convs, 2x upsampling, one 3x3 conv, sigmoid at 28x28), trained
-with Dice + BCE on tcga-lgg's expert masks (all three sequences; healthy slices: empty targets),
-split by patient. Measured on the held-out patients (Dice per sequence) and on held-out tumour
-slices of both box sources (pointing game, energy ratio, top-10% share in the box, from
-`tumor_model.evaluation.lesion_scores`), beside the shipped default map on the same slices.
-Figshare is evaluation only. Rule and result: docs/lab/2026-12-05-lesion-head.md.
+Features at `block_13_expand_relu` (14x14), `block_6_expand_relu` (28x28) and `block_2_add`
+(56x56) of the shipped model feed a small U-Net-like decoder (1x1 convs, two 2x upsamplings,
+3x3 convs, sigmoid at 56x56), trained with Dice + BCE on tcga-lgg's expert masks (all three
+sequences; healthy slices: empty targets), split by patient, and on Figshare's boxes (filled
+boxes as targets) split in blocks of consecutive slice numbers (Figshare names no patients; a
+block of BLOCK numbers of one tumour type stands in for a few patients). Measured on the held-out
+patients (Dice per sequence) and on held-out tumour slices of both box sources (pointing game,
+energy ratio, top-10% share in the box, from `tumor_model.evaluation.lesion_scores`), beside the
+shipped default map on the same slices. Rules and results: docs/lab/2026-12-05-lesion-head.md
+(v1: 28x28, tcga-lgg only; its code is this file at e8df1e8) and
+docs/lab/2026-12-06-lesion-head-v2.md (this code).
 
     nice -n 10 python experiments/lesion_head.py
 """
@@ -33,13 +37,13 @@ from tumor_model.serving.explain import Explainer
 from tumor_model.serving.maps import TOLERANCE, default_explanation, shipped
 from tumor_model.serving.predict import load_checked_model
 
-LAYERS = ("block_13_expand_relu", "block_6_expand_relu")  # 14x14 and 28x28 at 224 px
-GRID = 28  # the head's output grid
+LAYERS = ("block_13_expand_relu", "block_6_expand_relu", "block_2_add")  # 14, 28, 56 px
+GRID = 56  # the head's output grid
 SEED = 33
 TRAIN_SHARE = 0.7
-MAX_TRAIN = 1500
-N_FIGSHARE = 400
-EPOCHS = 10
+MAX_TRAIN = 0  # 0: every training slice
+BLOCK = 25  # Figshare slice numbers per block (a few patients)
+EPOCHS = 15
 BATCH = 32  # head training
 EXTRACT_BATCH = 8  # images per backbone call: bigger batches cost GBs on this CPU
 KEY = f"pointing_{TOLERANCE}px"
@@ -87,10 +91,19 @@ def tcga_rows(data: Path) -> pd.DataFrame:
     )
 
 
-def figshare_rows(data: Path, art: Path, n: int) -> tuple[pd.DataFrame, str]:
+def figshare_rows(data: Path, art: Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(train, test) Figshare rows the model never saw, split by blocks of BLOCK consecutive
+    slice numbers of one tumour type, TRAIN_SHARE of the blocks (shuffled with SEED) for
+    training."""
     rows, how = unseen(read_boxes(data / "figshare-cheng-t1ce" / "boxes.csv"), art)
-    rows = rows.sample(n=min(n, len(rows)), random_state=SEED)
-    return rows.assign(tumour=True, mask=None).reset_index(drop=True), how
+    number = rows.file.str.extract(r"_(\d+)\.", expand=False).astype(int)
+    rows = rows.assign(
+        tumour=True, mask=None, patient_id=rows.tumour_type + ":" + (number // BLOCK).astype(str)
+    )
+    train_ids, _ = split_patients(rows)
+    train = rows[rows.patient_id.isin(train_ids)].reset_index(drop=True)
+    test = rows[~rows.patient_id.isin(train_ids)].sort_values("file").reset_index(drop=True)
+    return train, test, how
 
 
 def extract(extractor, rows: pd.DataFrame, size: int, geometry: str):
@@ -113,26 +126,33 @@ def target_grid(lesion: np.ndarray | None, size: int) -> np.ndarray:
 
 def cache_train(extractor, rows, size, geometry):
     """Features (float16, to stay light) and soft targets of the training slices."""
-    deep, mid, targets = [], [], []
+    feats_, targets = [[] for _ in LAYERS], []
     for _, loaded, feats in extract(extractor, rows, size, geometry):
-        deep.append(feats[0].astype("float16"))
-        mid.append(feats[1].astype("float16"))
-        targets.extend(target_grid(item[3], size) for item in loaded)
-    return np.concatenate(deep), np.concatenate(mid), np.stack(targets)
+        for kept, f in zip(feats_, feats, strict=True):
+            kept.append(f.astype("float16"))
+        # the expert mask where there is one, else the filled box (Figshare), else empty
+        targets.extend(
+            target_grid(item[3] if item[3] is not None else item[1], size) for item in loaded
+        )
+    return [np.concatenate(f) for f in feats_], np.stack(targets)
 
 
-def build_head(deep_shape, mid_shape):
+def build_head(shapes):
     import keras
     from keras import layers
 
-    deep, mid = keras.Input(deep_shape), keras.Input(mid_shape)
+    deep, mid, fine = (keras.Input(s) for s in shapes)
     a = layers.Conv2D(64, 1, activation="relu")(deep)
     a = layers.UpSampling2D(2, interpolation="bilinear")(a)
     b = layers.Conv2D(32, 1, activation="relu")(mid)
     x = layers.Concatenate()([a, b])
     x = layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = layers.UpSampling2D(2, interpolation="bilinear")(x)
+    c = layers.Conv2D(16, 1, activation="relu")(fine)
+    x = layers.Concatenate()([x, c])
+    x = layers.Conv2D(16, 3, padding="same", activation="relu")(x)
     out = layers.Conv2D(1, 1, activation="sigmoid")(x)
-    return keras.Model([deep, mid], out, name="lesion_head")
+    return keras.Model([deep, mid, fine], out, name="lesion_head")
 
 
 def dice_bce(y_true, y_pred):
@@ -144,11 +164,11 @@ def dice_bce(y_true, y_pred):
     return bce + 1.0 - dice
 
 
-def train_head(deep, mid, targets):
+def train_head(feats, targets):
     import keras
 
     keras.utils.set_random_seed(SEED)
-    head = build_head(deep.shape[1:], mid.shape[1:])
+    head = build_head([f.shape[1:] for f in feats])
     head.compile(optimizer=keras.optimizers.Adam(1e-3), loss=dice_bce)
     rng = np.random.default_rng(SEED)
 
@@ -157,7 +177,7 @@ def train_head(deep, mid, targets):
             order = rng.permutation(len(targets))
             for s in range(0, len(order) - BATCH + 1, BATCH):
                 i = np.sort(order[s : s + BATCH])
-                yield (deep[i].astype("float32"), mid[i].astype("float32")), targets[i]
+                yield tuple(f[i].astype("float32") for f in feats), targets[i]
 
     steps = len(targets) // BATCH
     history = head.fit(batches(), steps_per_epoch=steps, epochs=EPOCHS, verbose=2)
@@ -180,7 +200,7 @@ def evaluate(extractor, head, explainer, ref, rows, size, geometry) -> dict:
     and of the reference map (tumour slices with a box)."""
     found = {"dice": [], "alarm": [], "head": [], "ref": [], "slices": []}
     for chunk, loaded, feats in extract(extractor, rows, size, geometry):
-        maps = upsample(np.asarray(head([feats[0], feats[1]], training=False)), size)
+        maps = upsample(np.asarray(head(feats, training=False)), size)
         for row, (pixels, box, headm, lesion), heat in zip(
             chunk.to_dict("records"), loaded, maps, strict=True
         ):
@@ -240,7 +260,9 @@ def rule(result: dict, baseline: dict) -> dict:
     }
     for source, value in baseline.items():
         got = result["head"].get(source, {}).get(KEY) or 0
+        same = result["reference_same_slices"].get(source, {}).get(KEY) or 0
         checks[f"{KEY}_{source}>={value}"] = got >= value
+        checks[f"{KEY}_{source}>=default_same_slices"] = got >= same
     return {"checks": checks, "ship_worthy": all(checks.values())}
 
 
@@ -255,13 +277,17 @@ def load_all(args):
     explainer = Explainer(model, card["last_conv"], float(card["threshold"]))
     tcga = tcga_rows(data)
     train_ids, test_ids = split_patients(tcga)
+    fig_train, fig, fig_how = figshare_rows(data, art)
     train = tcga[tcga.patient_id.isin(train_ids)]
-    train = train.sample(n=min(args.max_train, len(train)), random_state=SEED)
+    if args.figshare_train:
+        train = pd.concat([train, fig_train])
+    if args.max_train:
+        train = train.sample(n=min(args.max_train, len(train)), random_state=SEED)
     test = tcga[tcga.patient_id.isin(test_ids)].sort_values("file").reset_index(drop=True)
     if args.max_test:
         test = test.sample(n=min(args.max_test, len(test)), random_state=SEED)
-    fig, fig_how = figshare_rows(data, art, args.n_figshare)
     sizes = {
+        "figshare_train_slices": int(len(fig_train)) if args.figshare_train else 0,
         "patients_train": len(train_ids),
         "patients_test": len(test_ids),
         "train_slices": int(len(train)),
@@ -279,18 +305,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--artifacts", default="artifacts")
     ap.add_argument("--data", default="../shared/data")
-    ap.add_argument("--out", default="docs/lab/2026-12-05-lesion-head.json")
+    ap.add_argument("--out", default="docs/lab/2026-12-06-lesion-head-v2.json")
     ap.add_argument("--max-train", type=int, default=MAX_TRAIN)
     ap.add_argument("--max-test", type=int, default=0, help="0: every held-out slice")
-    ap.add_argument("--n-figshare", type=int, default=N_FIGSHARE)
+    ap.add_argument("--figshare-train", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
     began = time.time()
     (card, extractor, explainer, ref), (train, test, fig, fig_how), sizes = load_all(args)
     size, geometry = int(card["input_size"]), card["geometry"]
-    deep, mid, targets = cache_train(extractor, train, size, geometry)
+    feats, targets = cache_train(extractor, train, size, geometry)
     print(f"features cached ({time.time() - began:.0f} s)", flush=True)
-    head, losses = train_head(deep, mid, targets)
-    del deep, mid
+    head, losses = train_head(feats, targets)
+    del feats
     found = evaluate(extractor, head, explainer, ref, pd.concat([test, fig]), size, geometry)
     entry = shipped(args.artifacts) or {}
     baseline = {s: entry["groups"][s][KEY] for s in ("figshare-cheng-t1ce", "tcga-lgg")}
@@ -302,7 +328,7 @@ def main() -> None:
         "latency_ms_median": latency_ms(extractor, head, found["slices"][0].pixels, size),
     }
     out = {
-        "question": "issue 33: a lesion-map head on the frozen backbone (screen)",
+        "question": "issue 33: a lesion-map head on the frozen backbone (screen v2)",
         "model_sha256": card["model_sha256"],
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
@@ -315,7 +341,9 @@ def main() -> None:
             "loss": "BCE + soft Dice (batch)",
             "threshold": 0.5,
             "reference_map": f"{ref[0]}:{'+'.join(ref[1] or ())}",
-            "figshare": f"evaluation only; {fig_how}; {len(fig)} sampled",
+            "figshare": f"{fig_how}; blocks of {BLOCK} slice numbers per type, "
+            f"{'trained' if args.figshare_train else 'not trained'} on {TRAIN_SHARE:.0%} of them, "
+            f"{len(fig)} held out",
         },
         "sizes": sizes,
         "train_loss": losses,
