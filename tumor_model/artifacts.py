@@ -53,6 +53,10 @@ VOLUME_RULE = "volume_rule.json"
 # "export" block holds its sha256, and `predict` refuses an export that does not match it.
 EXPORT = "model.onnx"
 EXPORT_OUTPUTS = ("probability", "pool")
+# Optional, written by `neuroscan lesion-head`: a decoder on the frozen backbone trained on lesion
+# masks and boxes (serving.lesion), and its record (the classifier's and the head's sha256, the
+# pixel threshold, the figures measured on held-out slices; read by `report` and the Predict page).
+LESION_HEAD, LESION_RECORD = "lesion_head.keras", "lesion_head.json"
 
 HISTORY_COLUMNS = [
     "epoch",

@@ -1,4 +1,4 @@
-"""evaluate, localise, adapt, anchor: commands that measure or change a trained model."""
+"""evaluate, localise, lesion-head, adapt, anchor: commands that measure or change a model."""
 
 from __future__ import annotations
 
@@ -58,6 +58,29 @@ def cmd_localise(args) -> int:
     return 0
 
 
+def cmd_lesion_head(args) -> int:
+    from tumor_model.evaluation import lesion_head
+
+    folder = model_folder(args)
+    record = lesion_head.train_and_measure(
+        folder, args.boxes or plan.DEFAULT_BOXES, args.epochs, not args.no_compare, args.save
+    )
+    test = record["test"]
+    brief = {
+        "threshold": record["threshold"],
+        "dice": {g: v["mean"] for g, v in test["dice"].items()},
+        "healthy_false_alarm": {g: v["mean"] for g, v in test["healthy_false_alarm"].items()},
+        "pointing_8px": {g: v["pointing_8px"] for g, v in test["head"].items()},
+        "latency_ms": record["latency_ms"],
+        "written": str(folder) if args.save else None,
+    }
+    if args.out:
+        Path(args.out).write_text(json.dumps(record, indent=2))
+        brief["out"] = str(Path(args.out).resolve())
+    print_json(brief)
+    return 0
+
+
 def cmd_adapt(args) -> int:
     from tumor_model.site import adapt
 
@@ -89,6 +112,7 @@ def cmd_anchor(args) -> int:
 def add_parsers(sub, parent) -> None:
     evaluate_parser(sub, parent)
     localise_parser(sub, parent)
+    lesion_head_parser(sub, parent)
     p = sub.add_parser(
         "adapt",
         parents=[parent],
@@ -207,3 +231,36 @@ def localise_parser(sub, parent) -> None:
         help="write the chosen default to <artifacts>/localisation.json (the CLI and app read it)",
     )
     p.set_defaults(func=cmd_localise)
+
+
+def lesion_head_parser(sub, parent) -> None:
+    p = sub.add_parser(
+        "lesion-head",
+        parents=[parent],
+        help="train a lesion-map head on the model's frozen backbone from lesion masks and "
+        "boxes, choose its pixel threshold on validation slices, measure it on held-out "
+        "slices beside the default map; --save writes it into the model folder",
+    )
+    artifacts_arg(p)
+    p.add_argument(
+        "--boxes",
+        action="append",
+        metavar="CSV",
+        help="a box source as `localise` reads it; a `mask` column names mask images (the "
+        "target; else the filled box) and a labelled CSV's healthy rows train empty maps; "
+        f"repeatable (default: {' and '.join(plan.DEFAULT_BOXES)})",
+    )
+    p.add_argument("--epochs", type=int, default=15, help="training epochs (default %(default)s)")
+    p.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the default post-hoc map on the same held-out slices (faster)",
+    )
+    p.add_argument("--out", default=None, help="also write the full record (JSON) here")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="write the head and its record into the model folder (the Predict page shows the "
+        "head's map beside the post-hoc one)",
+    )
+    p.set_defaults(func=cmd_lesion_head)

@@ -27,6 +27,7 @@ from tumor_model.io.imageio import ImageLoadError, load_image
 from tumor_model.serving import ood
 from tumor_model.serving import runtime as onnx_runtime
 from tumor_model.serving.explain import Explainer
+from tumor_model.serving.lesion import LesionMap
 
 
 def confidence_band(probability: float, threshold: float) -> str:
@@ -110,6 +111,7 @@ class Predictor:
         except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise ArtifactError(self.dir, GUARD, f"is corrupt ({err})") from err
         self._explainer = None
+        self._lesion = None  # the lesion head: None not yet read, False none in the folder
         self._lock = threading.Lock()
 
     @property
@@ -252,6 +254,15 @@ class Predictor:
                     raise ArtifactError(self.dir, CARD, "has no 'last_conv' (needed to explain)")
                 self._explainer = Explainer(self.model, last_conv, self.threshold)
             return self._explainer
+
+    def lesion_map(self):
+        """The folder's lesion-map head (`serving.lesion.LesionMap`), built once on first use;
+        None when the folder carries none (`neuroscan lesion-head --save` trains one)."""
+        model = self.model  # outside the lock: `model` loads once without it
+        with self._lock:
+            if self._lesion is None:
+                self._lesion = LesionMap.from_folder(self.dir, model, self.card) or False
+            return self._lesion or None
 
     def explain(self, image: Image.Image, method: str = "gradcam", target: int | None = None):
         """(pixels, Explanation): the model's view of `image` ((S, S, 3) uint8) and its map for
