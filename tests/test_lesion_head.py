@@ -4,6 +4,7 @@ model (trained, measured, written, read back by the Predictor), and the refusals
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -12,11 +13,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import fake_scan, in_process, lesion_box
 from tumor_model import artifacts
 from tumor_model.artifacts import ArtifactError
+from tumor_model.dashboard import predict as pp
 from tumor_model.evaluation import lesion_head
+from tumor_model.release import report
 from tumor_model.training import lesion_fit
+
+from conftest import REPO, fake_scan, in_process, lesion_box
 
 
 def box_of(mask: np.ndarray, width: int, height: int) -> dict:
@@ -110,7 +114,7 @@ def test_parts_keep_patients_and_numbered_blocks_whole(tmp_path):
 
 @pytest.mark.slow
 def test_the_command_trains_measures_and_writes_a_head_the_predictor_reads(
-    tiny_artifacts, tmp_path, capsys
+    tiny_artifacts, tmp_path, capsys, monkeypatch
 ):
     folder = shutil.copytree(tiny_artifacts, tmp_path / "model")
     tcga, fig = masks_source(tmp_path / "tcga-like"), boxes_source(tmp_path / "fig-like")
@@ -139,6 +143,10 @@ def test_the_command_trains_measures_and_writes_a_head_the_predictor_reads(
     assert heat.shape == pixels.shape[:2] and heat.dtype == np.float32
     assert 0.0 <= heat.min() <= heat.max() <= 1.0
     assert lesion.threshold == record["threshold"]
+    shows_the_head_beside_the_evidence(folder, image, monkeypatch)
+    card = report.render(folder, tmp_path)[report.CARD_DOC]  # the model card renders the record
+    rows = [line for line in card.splitlines() if line.startswith("| tcga-like")]
+    assert len(rows) == 3 and f"{record['threshold']:.3f} (chosen on validation" in card
 
     # a head written for another model, or a replaced head file, is refused by name
     (folder / artifacts.LESION_RECORD).write_text(json.dumps(record | {"model_sha256": "0" * 64}))
@@ -148,6 +156,31 @@ def test_the_command_trains_measures_and_writes_a_head_the_predictor_reads(
     (folder / artifacts.LESION_HEAD).write_bytes(b"not a keras file")
     with pytest.raises(ArtifactError, match=artifacts.LESION_HEAD):
         Predictor(folder).lesion_map()
+    said = pp.lesion_image(Predictor(folder), pixels, (0.4, "jet"))  # the page shows why
+    assert (
+        said["caption"].startswith("Lesion head unavailable") and "lesion_head" in said["caption"]
+    )
+
+
+def shows_the_head_beside_the_evidence(folder, image, monkeypatch) -> None:
+    """The Predict page with this folder: the evidence map and, beside it, the head's map with
+    the figures its record holds."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("NEUROSCAN_ARTIFACTS", str(folder))
+    at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/predict.py").run()
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    upload = [("scan.png", buffer.getvalue(), "application/octet-stream")]
+    at.file_uploader(key="predict_upload").set_value(upload).run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c for img in at.image for c in img.captions]
+    assert any("overlay: evidence for" in c for c in captions)
+    (where,) = [c for c in captions if c.startswith("Where: the lesion head")]
+    record = json.loads((folder / artifacts.LESION_RECORD).read_text())
+    assert f"{record['threshold']:.2f}" in where and "Dice flair " in where and ", t1 " in where
 
 
 def test_a_folder_without_a_head_has_no_lesion_map(tiny_artifacts):

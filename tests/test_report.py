@@ -89,6 +89,7 @@ def test_the_model_card_has_every_section_and_the_licences():
         "## Limits",
         "## Volumes: the rule and its check",
         "## Explanation maps: do they find the lesion?",
+        "## Lesion head: where is the lesion?",
         "## Versions",
     ):
         assert f"\n{heading}\n" in card
@@ -132,6 +133,7 @@ def test_a_tiny_model_without_the_optional_files_renders(tiny_artifacts, tmp_pat
     assert json.loads(capsys.readouterr().out)["written"] == list(report.DOCUMENTS)
     card = (tmp_path / report.CARD_DOC).read_text()
     assert "Not checked on this model" in card and "Not measured on this model" in card
+    assert "No lesion head ships with this model" in card
     assert "| Same source |" in (tmp_path / "README.md").read_text()
     assert "## Group split (`test`)" in (tmp_path / report.RESULTS_DOC).read_text()
     assert main([*args, "--check"]) == 0

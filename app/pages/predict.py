@@ -224,19 +224,22 @@ def explanation_panel(predictor: Predictor, item: dict, stamp: float) -> None:
     expl = explanation(item, pixels, method, target, pp.layers_for(method, default), stamp)
     if expl is None:
         return
-    left, right = st.columns(2)
-    left.image(
+    where = pp.lesion_image(predictor, pixels, look)  # None: the model has no lesion head
+    cols = st.columns(2 + bool(where))
+    cols[0].image(
         pixels,
         caption=f"Model input ({pixels.shape[0]} px, cropped to the head)",
         width="stretch",
         alt="model input",
     )
-    right.image(
+    cols[1].image(
         ov.overlay(pixels, expl.heatmap, *look),
         caption=f"{ex.METHOD_NAMES[method]} overlay: evidence for “{shown}”",
         width="stretch",
         alt="explanation overlay",
     )
+    if where:
+        cols[2].image(**where, width="stretch")
     st.caption(pp.explanation_caption(method, expl, shown))
     if expl.empty:
         st.info(f"No region pushed the model towards {shown}: the map is empty.")
@@ -251,9 +254,8 @@ def explanation_panel(predictor: Predictor, item: dict, stamp: float) -> None:
 
 
 def compare_methods(item: dict, pixels, target: int, stamp: float, look, default) -> None:
-    """Every explanation method side by side on the same scan, each on the layers the single
-    map uses (`default` = (default method, its layers)) and cached with it; `look` = (alpha,
-    colour map)."""
+    """Every explanation method side by side on the same scan, each on the single map's layers
+    (`default` = (method, layers)) and cached with it; `look` = (alpha, colour map)."""
     if not st.toggle("Compare all methods side by side", key="predict_compare"):
         return
     explainer = partial(get_explainer, str(ART), stamp)  # built only when a map is computed

@@ -199,6 +199,42 @@ def overlay_download(item: dict, expl, geometry: str, method: str, look: tuple) 
     }
 
 
+def lesion_caption(record: dict) -> str:
+    """What the lesion head's map is, with the figures `neuroscan lesion-head` measured on
+    held-out slices (Dice per sequence where masks were, pointing game per source)."""
+    test = record.get("test") or {}
+    dice = ", ".join(
+        f"{g.split('/')[-1]} {v['mean']:.2f}" for g, v in test.get("dice", {}).items() if "/" in g
+    )
+    point = ", ".join(
+        f"{g} {v['pointing_8px']:.0%}" for g, v in test.get("head", {}).items() if "/" not in g
+    )
+    return (
+        f"Where: the lesion head's P(lesion) per pixel (>= {record.get('threshold', 0.5):.2f} "
+        "counts as lesion). Trained on expert masks and boxes, not the model's evidence. On "
+        f"held-out slices: Dice {dice or '-'}; peak within 8 px of the lesion: {point or '-'}."
+    )
+
+
+def lesion_image(predictor, pixels, look: tuple) -> dict | None:
+    """`st.image` arguments for the lesion head's map over the model input (`look` = (alpha,
+    colour map)); None when the model folder carries no head, the input alone with the reason
+    when its head is refused."""
+    from tumor_model.artifacts import ArtifactError
+
+    try:
+        head = predictor.lesion_map()
+    except ArtifactError as err:
+        return {"image": pixels, "caption": f"Lesion head unavailable: {err}", "alt": "no map"}
+    if head is None:
+        return None
+    return {
+        "image": ov.overlay(pixels, head(pixels), *look),
+        "caption": lesion_caption(head.record),
+        "alt": "lesion head overlay",
+    }
+
+
 # ----------------------------------------------------------------------------- volumes
 
 

@@ -59,6 +59,7 @@ def read_facts(folder: str | Path, root: str | Path) -> Facts:
         localisation=optional(folder, artifacts.LOCALISATION),
         volume_rule=optional(folder, artifacts.VOLUME_RULE),
         summary=optional(folder, artifacts.SUMMARY),
+        lesion_head=optional(folder, artifacts.LESION_RECORD),
     )
 
 

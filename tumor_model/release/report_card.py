@@ -7,7 +7,7 @@ from __future__ import annotations
 from tumor_model import artifacts
 from tumor_model.config import CLASS_NAMES, DISPLAY_NAMES
 from tumor_model.release import sources as source_facts
-from tumor_model.release.report_checks import localisation, volume_rule
+from tumor_model.release.report_checks import lesion_head, localisation, volume_rule
 from tumor_model.release.report_format import (
     BREAKDOWN_WORDS,
     LABELS,
@@ -309,7 +309,8 @@ def model_card(f: Facts) -> str:
     head = (
         f"# Model card: {f.card.get('name', 'NeuroScan')} (`{f.sha}`)\n\n"
         f"Rendered by `neuroscan report` from `{f.folder}/` ({artifacts.CARD}, "
-        f"{artifacts.METRICS}, {artifacts.LOCALISATION}, {artifacts.VOLUME_RULE}, "
+        f"{artifacts.METRICS}, {artifacts.LOCALISATION}, {artifacts.LESION_RECORD}, "
+        f"{artifacts.VOLUME_RULE}, "
         f"{artifacts.SUMMARY}): edit the "
         "artifacts, not this file. Rates in percent (one decimal), scores as fractions (three), "
         "95% bootstrap CIs in brackets."
@@ -322,6 +323,7 @@ def model_card(f: Facts) -> str:
         limits,
         volume_rule,
         localisation,
+        lesion_head,
         versions,
     )
     return "\n\n".join([head, *(s(f) for s in sections)]) + "\n"

@@ -165,3 +165,44 @@ def pct(value) -> str:
     """A share as percent with one decimal and its sign, or "-"."""
     text = fmt(value, "accuracy")
     return text if text == "-" else f"{text}%"
+
+
+def lesion_head(f: Facts) -> str:
+    """The lesion-map head's figures on held-out slices, beside the default map's on the same
+    slices, from its record (`neuroscan lesion-head --save`)."""
+    rec, parts = f.lesion_head, ["## Lesion head: where is the lesion?"]
+    if not rec or not isinstance(rec.get("test"), dict):
+        parts.append(
+            f"No lesion head ships with this model: no `{artifacts.LESION_RECORD}` (`neuroscan "
+            "lesion-head --save` trains one on lesion masks and boxes)."
+        )
+        return "\n\n".join(parts)
+    test, ran = rec["test"], rec.get("ran") or {}
+    stale = "" if f.fresh(rec) else " **Trained on an earlier model**: the Predict page refuses it."
+    parts.append(
+        f"A decoder on the frozen backbone ({', '.join(rec.get('layers') or ())}), trained on "
+        f"lesion masks and boxes by `neuroscan lesion-head` and shown beside the evidence map; "
+        f"pixel threshold {fmt(rec.get('threshold'), 'p')} (chosen on validation slices), "
+        f"{number(rec.get('latency_ms')) or 0:.0f} ms a map; {ran.get('cpu', '?')}, "
+        f"{ran.get('cores', '?')} cores, {ran.get('date', '?')}.{stale} Held-out slices (the "
+        f"default map `{rec.get('default_map', '-')}` on the same slices after the slash):"
+    )
+    ref = test.get("default_map_same_slices") or {}
+    rows = []
+    for group, g in (test.get("head") or {}).items():
+        d, r = (test.get("dice") or {}).get(group) or {}, ref.get(group) or {}
+        alarm = (test.get("healthy_false_alarm") or {}).get(group) or {}
+        rows.append(
+            [
+                group,
+                count(g.get("n")),
+                f"{fmt(d.get('mean'), 'p')} ({fmt(d.get('median'), 'p')})" if d else "boxes only",
+                f"{pct(g.get('pointing_8px'))} / {pct(r.get('pointing_8px'))}",
+                f"{fmt(g.get('energy_ratio'), 'ratio')} / {fmt(r.get('energy_ratio'), 'ratio')}",
+                f"{pct(g.get('top10_in_box'))} / {pct(r.get('top10_in_box'))}",
+                pct(alarm.get("mean")) if alarm else "-",
+            ]
+        )
+    head = ["source / sequence", "tumour slices", "Dice mean (median)", "pointing 8 px"]
+    parts.append(table([*head, "energy ratio", "top-10% in box", "healthy: any pixel"], rows))
+    return "\n\n".join(parts)

@@ -201,6 +201,7 @@ class Facts:
     localisation: dict | None = None
     volume_rule: dict | None = None
     summary: dict | None = None
+    lesion_head: dict | None = None
 
     @property
     def sha(self) -> str:
