@@ -54,6 +54,7 @@ LONG_FILES = (
     "test_benchmarks.py",
     "test_adapt.py",
     "test_backends.py",
+    "test_lesion_head.py",
 )
 
 

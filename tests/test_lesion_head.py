@@ -137,13 +137,19 @@ def test_the_command_trains_measures_and_writes_a_head_the_predictor_reads(
     from tumor_model.serving.predict import Predictor
 
     lesion = Predictor(folder).lesion_map()
-    image = Image.open(tcga.parent / "tumor" / "P0_s0_t1.jpg")
+    scan = tcga.parent / "tumor" / "P0_s0_t1.jpg"
+    image = Image.open(scan)
     pixels = Predictor(folder).pixels(image)
     heat = lesion(pixels)
     assert heat.shape == pixels.shape[:2] and heat.dtype == np.float32
     assert 0.0 <= heat.min() <= heat.max() <= 1.0
     assert lesion.threshold == record["threshold"]
     shows_the_head_beside_the_evidence(folder, image, monkeypatch)
+    out = str(tmp_path / "maps")  # predict --explain writes the head's raw map too
+    done = in_process(capsys, "predict", "--artifacts", str(folder), "--explain", out, str(scan))
+    raw = np.load(json.loads(done.stdout.strip().splitlines()[-1])["lesion_map"])
+    assert raw.shape == image.size[::-1] and raw.dtype == np.float32
+    assert 0 <= raw.min() <= raw.max() <= 1
     card = report.render(folder, tmp_path)[report.CARD_DOC]  # the model card renders the record
     rows = [line for line in card.splitlines() if line.startswith("| tcga-like")]
     assert len(rows) == 3 and f"{record['threshold']:.3f} (chosen on validation" in card

@@ -1,7 +1,8 @@
 """`predict --explain DIR`: per scan (and per slice of a volume) an overlay PNG and the raw map
 as `<name>.map.npy` (float32, 0-1, on the scan's own pixel grid, same orientation), explaining
 the predicted class with the model's default map (`serving.maps.default_explanation`) unless
---method / --layer say otherwise."""
+--method / --layer say otherwise. A model folder with a lesion head (`neuroscan lesion-head`)
+also gives `<name>.lesion.npy`: P(lesion) per pixel, on the same grid."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class Overlays:
         self.folder = Path(args.explain)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.used: set[str] = set()
+        self.lesion = predictor.lesion_map()  # None: the folder has no lesion head
 
     def add(self, result: dict) -> dict:
         if "slices" in result:
@@ -70,13 +72,18 @@ class Overlays:
         raw = placement.back(expl.heatmap, *image.size)
         map_path = path.with_suffix(".map.npy")
         np.save(map_path, np.clip(raw, 0, 1).astype(np.float32))
-        return {
+        out = {
             "overlay": str(path),
             "map": str(map_path),
             "explained": self.predictor.class_names[target],
             "method": self.method,
             "layers": list(expl.layers),
         }
+        if self.lesion is not None:
+            lesion = placement.back(self.lesion(pixels), *image.size)
+            out["lesion_map"] = str(path.with_suffix(".lesion.npy"))
+            np.save(out["lesion_map"], np.clip(lesion, 0, 1).astype(np.float32))
+        return out
 
     def free_path(self, stem: str) -> Path:
         """<DIR>/<stem>.png, numbered (_2, _3...) when two inputs share a stem."""
