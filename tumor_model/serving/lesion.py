@@ -84,7 +84,9 @@ class LesionMap:
         batch = np.asarray(batch, dtype="float32")
         if batch.ndim != 4 or batch.shape[1:3] != self.size:
             raise ValueError(f"expected images of {self.size} px, got shape {batch.shape}")
-        return np.clip(np.asarray(self.net(batch, training=False))[..., 0], 0.0, 1.0)
+        # predict_on_batch runs a compiled graph; an eager call is several times slower
+        # (measured in docs/lab/2026-12-06-lesion-head-v3.md)
+        return np.clip(np.asarray(self.net.predict_on_batch(batch))[..., 0], 0.0, 1.0)
 
     @classmethod
     def from_folder(cls, folder, model, card: dict):
