@@ -156,7 +156,10 @@ def maps_of(lesion_map: LesionMap, rows, size: int, geometry: str):
 
 def choose_threshold(lesion_map: LesionMap, rows, size: int, geometry: str) -> tuple[float, int]:
     """(the pixel threshold of best mean Dice on the validation rows, how many slices chose it):
-    against the mask, else the box, else (healthy) an empty mask."""
+    against the masks and (empty) healthy slices where the rows hold masks; against the boxes
+    only where none does (a box is larger than its lesion and would pull the threshold down)."""
+    if rows["mask"].notna().any():
+        rows = rows[rows["mask"].notna() | ~rows.tumour]
     maps, truths = [], []
     for _, loaded, heat in maps_of(lesion_map, rows, size, geometry):
         for (_, box, _, lesion), one in zip(loaded, heat, strict=True):
