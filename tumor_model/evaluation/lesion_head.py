@@ -265,9 +265,9 @@ def train_and_measure(
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     folder, began = Path(folder), time.time()
     card = artifacts.read_card(folder)
+    rows = read_rows(boxes_paths, folder)  # bad input is refused before the model loads
     model = load_checked_model(folder, card["model_sha256"])
     extractor = keras.Model(model.input, feature_outputs(model))
-    rows = read_rows(boxes_paths, folder)
     size, geometry = int(card["input_size"]), str(card["geometry"])
     features, targets = training_set(extractor, rows[rows.part.eq("train")], size, geometry)
     head, losses = lesion_fit.fit(features, targets, epochs, SEED)

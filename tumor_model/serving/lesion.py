@@ -115,5 +115,5 @@ class LesionMap:
                 "is missing or does not match its record's sha256: "
                 + RETRAIN.format(folder=folder),
             )
-        head = keras.models.load_model(path, compile=False)
+        head = keras.models.load_model(path, compile=False, safe_mode=True)
         return cls(model, head, float(record.get("threshold", 0.5)), record)
