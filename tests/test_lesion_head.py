@@ -144,6 +144,11 @@ def test_the_command_trains_measures_and_writes_a_head_the_predictor_reads(
     assert heat.shape == pixels.shape[:2] and heat.dtype == np.float32
     assert 0.0 <= heat.min() <= heat.max() <= 1.0
     assert lesion.threshold == record["threshold"]
+    kept, item = {}, {"key": "scan", "frame": 0}
+    shown = [pp.lesion_image(Predictor(folder), item, pixels, (0.4, "jet"), kept, 1.0)]
+    shown.append(pp.lesion_image(Predictor(folder), item, pixels, (0.9, "jet"), kept, 1.0))
+    assert len(kept) == 1 and np.array_equal(next(iter(kept.values())), heat)  # one map, reused
+    assert not np.array_equal(shown[0]["image"], shown[1]["image"])  # the new look applied
     shows_the_head_beside_the_evidence(folder, image, monkeypatch)
     out = str(tmp_path / "maps")  # predict --explain writes the head's raw map too
     done = in_process(capsys, "predict", "--artifacts", str(folder), "--explain", out, str(scan))
@@ -162,7 +167,7 @@ def test_the_command_trains_measures_and_writes_a_head_the_predictor_reads(
     (folder / artifacts.LESION_HEAD).write_bytes(b"not a keras file")
     with pytest.raises(ArtifactError, match=artifacts.LESION_HEAD):
         Predictor(folder).lesion_map()
-    said = pp.lesion_image(Predictor(folder), pixels, (0.4, "jet"))  # the page shows why
+    said = pp.lesion_image(Predictor(folder), item, pixels, (0.4, "jet"), {}, 0.0)  # says why
     assert (
         said["caption"].startswith("Lesion head unavailable") and "lesion_head" in said["caption"]
     )

@@ -224,7 +224,7 @@ def explanation_panel(predictor: Predictor, item: dict, stamp: float) -> None:
     expl = explanation(item, pixels, method, target, pp.layers_for(method, default), stamp)
     if expl is None:
         return
-    where = pp.lesion_image(predictor, pixels, look)  # None: the model has no lesion head
+    where = pp.lesion_image(predictor, item, pixels, look, cache("maps"), stamp)  # None: no head
     cols = st.columns(2 + bool(where))
     cols[0].image(
         pixels,

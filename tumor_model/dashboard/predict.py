@@ -216,10 +216,11 @@ def lesion_caption(record: dict) -> str:
     )
 
 
-def lesion_image(predictor, pixels, look: tuple) -> dict | None:
+def lesion_image(predictor, item: dict, pixels, look: tuple, cache: dict, stamp: float):
     """`st.image` arguments for the lesion head's map over the model input (`look` = (alpha,
-    colour map)); None when the model folder carries no head, the input alone with the reason
-    when its head is refused."""
+    colour map)), the map kept in `cache` (like the explanation maps) so that a rerun, a slider
+    moved, does not run the network again; None when the model folder carries no head, the
+    input alone with the reason when its head is refused."""
     from tumor_model.artifacts import ArtifactError
 
     try:
@@ -228,8 +229,10 @@ def lesion_image(predictor, pixels, look: tuple) -> dict | None:
         return {"image": pixels, "caption": f"Lesion head unavailable: {err}", "alt": "no map"}
     if head is None:
         return None
+    key = map_key(stamp, item, "lesion-head", 1, ())
+    heat = cache[key] if key in cache else remember(cache, key, head(pixels))
     return {
-        "image": ov.overlay(pixels, head(pixels), *look),
+        "image": ov.overlay(pixels, heat, *look),
         "caption": lesion_caption(head.record),
         "alt": "lesion head overlay",
     }
